@@ -1,0 +1,31 @@
+"""gradtwin: every gradient-descent model built twice, by hand and by autograd, proven equal."""
+
+from gradtwin.check import check_model, check_point
+from gradtwin.data import Dataset, load_csv, load_diabetes_bmi, standardize, synthetic_linear1d
+from gradtwin.engines import AutogradEngine, ManualEngine, make_engine
+from gradtwin.errors import DataError, DivergedError, GradtwinError, UsageError
+from gradtwin.models import MODELS, get_model
+from gradtwin.train import History, TrainResult, train
+
+__all__ = [
+    "MODELS",
+    "AutogradEngine",
+    "DataError",
+    "Dataset",
+    "DivergedError",
+    "GradtwinError",
+    "History",
+    "ManualEngine",
+    "TrainResult",
+    "UsageError",
+    "check_model",
+    "check_point",
+    "get_model",
+    "load_csv",
+    "load_diabetes_bmi",
+    "make_engine",
+    "standardize",
+    "synthetic_linear1d",
+    "train",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Autograd twins: the same functions as `gradtwin.manual`, gradients from `loss.backward()`."""

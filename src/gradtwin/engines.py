@@ -1,0 +1,121 @@
+"""Engines: how one twin's arrays live (NumPy or torch, which device) and how it steps.
+
+An engine moves data and parameters to its backend once, then gives the training loop the
+loss and gradients at the current parameters and applies the update `p -= lr * g` in place.
+Both engines compute the update with the same arithmetic, so their histories can be
+compared step by step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradtwin.autograd._backward import loss_and_gradients
+from gradtwin.devices import numpy_dtype, resolve_device, torch_dtype
+from gradtwin.errors import UsageError
+from gradtwin.models import Model
+
+ENGINES = ("manual", "autograd")
+
+
+class Engine:
+    """Common part: dtype, device and conversions between NumPy and the backend."""
+
+    name = "engine"
+
+    def __init__(self, model: Model, dtype: str = "float64", device: str = "cpu") -> None:
+        self.model = model
+        self.dtype = dtype
+        self.device = resolve_device(device, dtype)
+
+    def asarray(self, values: np.ndarray) -> Any:
+        raise NotImplementedError  # each engine says where its arrays live
+
+    def to_numpy(self, values: Any) -> np.ndarray:
+        if isinstance(values, torch.Tensor):
+            return values.detach().cpu().numpy()
+        return np.asarray(values)
+
+    def take(self, values: Any, rows: np.ndarray) -> Any:
+        """values[rows]: the rows of one mini-batch, in this engine's arrays."""
+        if isinstance(values, torch.Tensor):
+            return values[torch.as_tensor(rows, device=values.device)]
+        return values[rows]
+
+    def params(self, params: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Fresh backend copies of `params`, cast to this engine's dtype."""
+        return {name: self.asarray(np.array(p, dtype=np.float64)) for name, p in params.items()}
+
+    def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
+        raise NotImplementedError  # each engine says how it differentiates
+
+    def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def update(params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:
+        """Gradient-descent step in place: p -= lr * g (the same two roundings everywhere)."""
+        for name, p in params.items():
+            p -= lr * grads[name]
+
+
+class ManualEngine(Engine):
+    """The hand-derived twin. NumPy on the CPU; torch tensors (no autograd) elsewhere.
+
+    `array='torch'` forces torch tensors on the CPU too, which runs the same array-API
+    source that runs on a GPU.
+    """
+
+    name = "manual"
+
+    def __init__(self, model: Model, dtype: str = "float64", device: str = "cpu", array: str = "auto") -> None:
+        super().__init__(model, dtype, device)
+        if array not in ("auto", "numpy", "torch"):
+            raise UsageError(f"array must be 'auto', 'numpy' or 'torch'; got {array!r}")
+        if array == "numpy" and self.device.type != "cpu":
+            raise UsageError(f"NumPy arrays live on the cpu; got device {str(self.device)!r}")
+        self.use_torch = array == "torch" or self.device.type != "cpu"
+
+    def asarray(self, values: np.ndarray) -> Any:
+        if self.use_torch:
+            return torch.as_tensor(values, dtype=torch_dtype(self.dtype), device=self.device)
+        return np.asarray(values, dtype=numpy_dtype(self.dtype))
+
+    def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
+        return self.model.manual.loss(params, X, Y)
+
+    def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
+        return self.loss(params, X, Y), self.model.manual.gradients(params, X, Y)
+
+
+class AutogradEngine(Engine):
+    """The autograd twin: torch tensors on any device, gradients by `loss.backward()`."""
+
+    name = "autograd"
+
+    def asarray(self, values: np.ndarray) -> Any:
+        return torch.as_tensor(values, dtype=torch_dtype(self.dtype), device=self.device)
+
+    def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
+        with torch.no_grad():
+            return self.model.autograd.loss(params, X, Y)
+
+    def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
+        return loss_and_gradients(self.model.autograd.loss, params, X, Y)
+
+    @staticmethod
+    def update(params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:
+        with torch.no_grad():
+            Engine.update(params, grads, lr)
+
+
+def make_engine(name: str, model: Model, dtype: str = "float64", device: str = "cpu") -> Engine:
+    """The engine called `name` ('manual' or 'autograd') for `model`."""
+    if name == "manual":
+        return ManualEngine(model, dtype, device)
+    if name == "autograd":
+        return AutogradEngine(model, dtype, device)
+    raise UsageError(f"engine must be one of {', '.join(ENGINES)}; got {name!r}")
