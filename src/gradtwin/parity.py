@@ -80,16 +80,19 @@ def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0
     tol64 = np.broadcast_to(np.asarray(tol, dtype=np.float64), a64.shape)
     err = np.abs(a64 - b64)
     err = np.where(np.isnan(err), np.inf, err)
-    ratio = err / np.maximum(tol64, np.finfo(np.float64).tiny)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = err / np.maximum(tol64, np.finfo(np.float64).tiny)
     flat = int(np.argmax(ratio)) if ratio.size else 0
     index = tuple(int(i) for i in np.unravel_index(flat, a64.shape)) if a64.shape else ()
     denom = np.maximum(np.abs(b64), np.finfo(np.float64).tiny)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rel = err / denom
     return ParamCheck(
         comparison=comparison,
         name=name,
         ok=bool(np.all(err <= tol64)),
         max_abs_err=float(err.max()) if err.size else 0.0,
-        max_rel_err=float((err / denom).max()) if err.size else 0.0,
+        max_rel_err=float(rel.max()) if err.size else 0.0,
         tol=float(tol64[index]),
         worst_index=index,
         a=float(a64[index]),
@@ -212,3 +215,39 @@ def history_max_abs_diff(a: Any, b: Any) -> dict[str, float]:
     diff = np.abs(a.loss[ia] - b.loss[ib])
     out["loss"] = float(np.nan_to_num(diff, nan=np.inf).max()) if common.size else math.nan
     return out
+
+
+def history_tolerance(
+    model: Any, data: Any, history: Any, lr: float, dtype: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Bound on how far two correct twins' recorded trajectories may drift apart.
+
+    Step s of each twin adds an error d_s <= lr * tol_grad(p_s) + u * (|p_s| + lr*|g_s|)
+    (the gradient's rounding bound, then the two roundings of `p -= lr * g`). For a
+    quadratic loss the error then evolves by (I - lr H), whose norm is at most 1 for a
+    stable lr, so errors add up: |e_t| <= 2 * sum_{s<t} ||d_s||_1 (two twins). For other
+    losses this holds to first order while the iteration is contracting. The loss at step
+    t may differ by |grad| * |e_t| + lambda_max/2 * |e_t|^2 + its own rounding bound.
+    Returns (per-parameter bounds, loss bound), each per recorded row (for record_every=1).
+    """
+    u = unit_roundoff(dtype)
+    K = int(data.X.shape[0])
+    X, Y = data.X, data.Y
+    rows = history.loss.shape[0]
+    step = np.zeros(rows)
+    grad_norm = np.zeros(rows)
+    loss_round = np.zeros(rows)
+    for r in range(rows):
+        p = {k: v[r] for k, v in history.params.items()}
+        scale = model.manual.gradient_scale(p, X, Y)
+        g = model.manual.gradients(p, X, Y)
+        step[r] = sum(
+            float(np.sum(lr * tolerance(dtype, K, scale[k]) + u * (np.abs(p[k]) + lr * np.abs(g[k])))) for k in p
+        )
+        grad_norm[r] = sum(float(np.sum(np.abs(g[k]))) for k in p)
+        loss_round[r] = 2 * float(tolerance(dtype, K, model.manual.loss_scale(p, X, Y)))
+    drift = 2 * np.concatenate([[0.0], np.cumsum(step)[:-1]])  # (rows,) bound on |e_t|_1
+    stable = model.stable_lr(X)
+    lam_max = 2.0 / stable if stable else 0.0
+    loss_bound = grad_norm * drift + lam_max / 2 * drift**2 + loss_round
+    return {k: drift for k in history.params}, loss_bound

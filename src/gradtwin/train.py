@@ -149,38 +149,40 @@ def train(
 
     synchronize(engine.device)
     clock = time.perf_counter()
-    i = 0
-    while True:
-        if i < iterations and batches is not None:
-            rows_i = next(batches)
-            loss_value, grads = engine.loss_and_gradients(params, engine.take(X, rows_i), engine.take(Y, rows_i))
-        elif i < iterations:
-            loss_value, grads = engine.loss_and_gradients(params, X, Y)
-        else:
-            loss_value, grads = engine.loss(params, X, Y), None
-        loss_i = float(loss_value)
-        if i == 0:
-            first_loss = loss_i
-        finite = math.isfinite(loss_i) and all(np.isfinite(engine.to_numpy(p)).all() for p in params.values())
-        if not finite or loss_i > divergence_factor * max(first_loss, np.finfo(np.float64).tiny):
-            stop_reason = "diverged"
-        elif target_loss is not None and loss_i <= target_loss:
-            stop_reason = "target_loss"
-        last = grads is None or stop_reason != "iterations"
-        if i % record_every == 0 or last:
-            history.iteration[rows] = i
-            history.loss[rows] = loss_i
-            for name, p in params.items():
-                history.params[name][rows] = engine.to_numpy(p)
-            rows += 1
-        if last:
-            break
-        assert grads is not None
-        engine.update(params, grads, lr)
-        i += 1
-        if progress is not None and i - reported >= 1000:
-            progress(i - reported)
-            reported = i
+    # Overflow is detected and reported by the stop rules below, not as NumPy warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        i = 0
+        while True:
+            if i < iterations and batches is not None:
+                rows_i = next(batches)
+                loss_value, grads = engine.loss_and_gradients(params, engine.take(X, rows_i), engine.take(Y, rows_i))
+            elif i < iterations:
+                loss_value, grads = engine.loss_and_gradients(params, X, Y)
+            else:
+                loss_value, grads = engine.loss(params, X, Y), None
+            loss_i = float(loss_value)
+            if i == 0:
+                first_loss = loss_i
+            finite = math.isfinite(loss_i) and all(np.isfinite(engine.to_numpy(p)).all() for p in params.values())
+            if not finite or loss_i > divergence_factor * max(first_loss, np.finfo(np.float64).tiny):
+                stop_reason = "diverged"
+            elif target_loss is not None and loss_i <= target_loss:
+                stop_reason = "target_loss"
+            last = grads is None or stop_reason != "iterations"
+            if i % record_every == 0 or last:
+                history.iteration[rows] = i
+                history.loss[rows] = loss_i
+                for name, p in params.items():
+                    history.params[name][rows] = engine.to_numpy(p)
+                rows += 1
+            if last:
+                break
+            assert grads is not None
+            engine.update(params, grads, lr)
+            i += 1
+            if progress is not None and i - reported >= 1000:
+                progress(i - reported)
+                reported = i
     synchronize(engine.device)
     seconds = time.perf_counter() - clock
     if progress is not None and i > reported:
