@@ -10,7 +10,7 @@ import numpy as np
 
 from gradtwin.autograd import linear1d as autograd_linear1d
 from gradtwin.data import Dataset, load_diabetes_bmi, standardize
-from gradtwin.errors import UsageError
+from gradtwin.errors import DataError, UsageError
 from gradtwin.manual import linear1d as manual_linear1d
 
 Params = dict[str, np.ndarray]
@@ -28,6 +28,15 @@ class Model:
     default_data: Callable[[], Dataset]
     random_data: Callable[[np.random.Generator], Dataset]
     task: str = "regression"
+    x_ndim: int | None = None  # 1: X is (n,), one feature; 2: X is (n, d); None: either
+    y_ndim: int | None = None  # 1: Y is (n,); None: whatever the Dataset allows
+
+    def check_data(self, data: Dataset) -> None:
+        """Refuse data of a shape this model cannot read, before it broadcasts into nonsense."""
+        forms = {1: "1-D (n,)", 2: "2-D (n, d)"}
+        for label, arr, ndim in (("X", data.X, self.x_ndim), ("Y", data.Y, self.y_ndim)):
+            if ndim is not None and arr.ndim != ndim:
+                raise DataError(f"{self.name} needs {label} {forms[ndim]}; got shape {arr.shape} from {data.name}")
 
     def init_params(self, data: Dataset, seed: int | None = None) -> Params:
         """Zeros, as in the article, or seeded standard-normal values (float64)."""
@@ -77,6 +86,8 @@ MODELS: dict[str, Model] = {
         param_shapes=lambda data: {"w": (), "b": ()},
         default_data=_default_linear1d,
         random_data=_random_linear1d,
+        x_ndim=1,
+        y_ndim=1,
     ),
 }
 
