@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,23 @@ def test_a_plot_is_written_whole(
     assert main(["compare", "--data", "synthetic", "--n", "20", "--iterations", "5", "--plot", "p.png"]) == 0
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]
+
+
+WRITES = re.compile(
+    r"\bopen\([^)]*[\"'][wax]b?\+?[\"']|\.(write_text|write_bytes|savefig|savetxt|savez)\(|\b(np|numpy|torch)\.save\("
+)
+
+
+def test_every_file_gradtwin_writes_goes_through_atomic_write() -> None:
+    """Each place in src/ that writes a file writes the temporary file atomic_write hands it (`tmp`)."""
+    src = Path(__file__).resolve().parents[1] / "src" / "gradtwin"
+    sites = [
+        (path.relative_to(src), number, line.strip())
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "files.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if WRITES.search(line)
+    ]
+    assert sites, "the pattern no longer finds the history and plot writers"
+    direct = [site for site in sites if "tmp" not in site[2]]
+    assert direct == [], f"files written without atomic_write: {direct}"

@@ -220,17 +220,22 @@ def _read_rows(path: Path, name: str) -> list[tuple[int, list[str]]]:
         raise DataError(f"{name}: no such data file") from None
     except OSError as e:
         raise DataError(f"{name}: cannot be read ({e.strerror or e})") from None
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        line = raw.count(b"\n", 0, nul) + 1
-        raise DataError(f"{name}:{line}: holds a NUL byte (byte {nul}); expected a CSV text file, not binary data")
+    # report the first of the two faults binary data has: a NUL byte, or bytes that are not UTF-8
     bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0  # a UTF-8 byte-order mark, as some spreadsheets write
+    nul = raw.find(b"\x00")
     try:
         text = raw[bom:].decode("utf-8")
+        bad = -1
     except UnicodeDecodeError as e:
-        at = bom + e.start
-        line = raw.count(b"\n", 0, at) + 1
-        raise DataError(f"{name}:{line}: not UTF-8 text (byte {at} is {raw[at]:#04x}); expected a CSV file") from None
+        text, bad = "", bom + e.start
+    if nul >= 0 and (bad < 0 or nul < bad):
+        raise DataError(
+            f"{name}:{_line_of(raw, nul)}: holds a NUL byte (byte {nul}); expected a CSV text file, not binary data"
+        )
+    if bad >= 0:
+        raise DataError(
+            f"{name}:{_line_of(raw, bad)}: not UTF-8 text (byte {bad} is {raw[bad]:#04x}); expected a CSV file"
+        )
     rows = []
     # newline="" hands line ends to csv untouched, so line_num counts the file's own lines
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -241,6 +246,12 @@ def _read_rows(path: Path, name: str) -> list[tuple[int, list[str]]]:
     except csv.Error as e:
         raise DataError(f"{name}:{reader.line_num}: malformed CSV ({e})") from None
     return rows
+
+
+def _line_of(raw: bytes, at: int) -> int:
+    """The line (from 1) that byte `at` is on, counting \\n, \\r\\n and a lone \\r as csv does."""
+    head = raw[:at]
+    return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
 
 
 def _printable(text: str) -> str:

@@ -54,14 +54,18 @@ class Model:
         return params, data
 
     def stable_lr(self, X: np.ndarray) -> float | None:
-        """2 / lambda_max of the loss's Hessian where it is constant, else None.
+        """2 / lambda_max of the loss's Hessian where it is constant and finite, else None.
 
         Above this learning rate full-batch gradient descent on a quadratic loss diverges.
         """
         hessian = getattr(self.manual, "hessian", None)
         if hessian is None:
             return None
-        lam_max = float(np.linalg.eigvalsh(np.asarray(hessian(np.asarray(X, dtype=np.float64))))[-1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            H = np.asarray(hessian(np.asarray(X, dtype=np.float64)))
+        if not np.all(np.isfinite(H)):  # data near float64's limit: no bound can be computed
+            return None
+        lam_max = float(np.linalg.eigvalsh(H)[-1])
         return 2.0 / lam_max if lam_max > 0 else float("inf")
 
 
