@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -12,9 +14,10 @@ import numpy as np
 
 from gradtwin import data as datasets
 from gradtwin.check import check_model
+from gradtwin.devices import resolve_device
 from gradtwin.engines import ENGINES, make_engine
 from gradtwin.errors import DivergedError, GradtwinError
-from gradtwin.files import atomic_write
+from gradtwin.files import atomic_write, check_target
 from gradtwin.models import MODELS, Model, get_model
 from gradtwin.parity import finite_or_none, format_table, history_max_abs_diff, worst
 from gradtwin.reference import least_squares
@@ -25,7 +28,33 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped, so it prints as one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _number(kind: type, low: float, strict: bool, expected: str) -> Callable[[str], Any]:
+    """An argparse type: `kind(text)`, finite, above `low` (or at it unless `strict`)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
+
+    return parse
+
+
+positive_float = _number(float, 0.0, True, "a positive finite number")
+nonnegative_float = _number(float, 0.0, False, "a finite number >= 0")
+positive_int = _number(int, 1, False, "a whole number >= 1")
+nonnegative_int = _number(int, 0, False, "a whole number >= 0")
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -36,9 +65,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--x", default="0", help="CSV column of X: header name or 0-based position (default 0)")
     g.add_argument("--y", default="1", help="CSV column of Y: header name or 0-based position (default 1)")
     g.add_argument("--header", choices=("auto", "yes", "no"), default="auto", help="does the CSV have a header row")
-    g.add_argument("--n", type=int, default=200, help="rows of synthetic data (default 200)")
-    g.add_argument("--noise", type=float, default=0.5, help="noise of synthetic data (default 0.5)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of synthetic data (default 0)")
+    g.add_argument("--n", type=positive_int, default=200, help="rows of synthetic data (default 200)")
+    g.add_argument("--noise", type=nonnegative_float, default=0.5, help="noise of synthetic data (default 0.5)")
+    g.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of synthetic data (default 0)")
     g.add_argument(
         "--no-standardize",
         dest="standardize",
@@ -49,13 +78,19 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
     p.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate, a positive finite number (default 0.1)")
-    p.add_argument("--iterations", type=int, default=iterations, help=f"iteration budget (default {iterations})")
-    p.add_argument("--target-loss", type=float, default=None, help="stop once the loss is at or below this")
-    p.add_argument("--seed", type=int, default=None, help="start from seeded random parameters (default: zeros)")
+    p.add_argument(
+        "--lr", type=positive_float, default=0.1, help="learning rate, a positive finite number (default 0.1)"
+    )
+    p.add_argument(
+        "--iterations", type=positive_int, default=iterations, help=f"iteration budget (default {iterations})"
+    )
+    p.add_argument("--target-loss", type=nonnegative_float, default=None, help="stop once the loss is at or below this")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=None, help="start from seeded random parameters (default: zeros)"
+    )
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
-    p.add_argument("--record-every", type=int, default=1, help="keep every k-th iteration in the history")
+    p.add_argument("--record-every", type=positive_int, default=1, help="keep every k-th iteration in the history")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--force", action="store_true", help="overwrite output files that exist")
     _add_data_options(p)
@@ -76,12 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="gradient parity of the twins at random points, refereed by finite diffs")
     check.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
-    check.add_argument("--points", type=int, default=200, help="random data sets and parameters (default 200)")
+    check.add_argument("--points", type=positive_int, default=200, help="random data sets and parameters (default 200)")
     check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     check.add_argument("--device", default="cpu")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=nonnegative_int, default=0)
     check.add_argument("--json", action="store_true")
     return parser
+
+
+def preflight(args: argparse.Namespace, outputs: Sequence[str | None] = ()) -> None:
+    """Refuse a device or an output path that cannot work before any data is read or trained on."""
+    resolve_device(args.device, args.dtype)
+    for path in outputs:
+        if path:
+            check_target(path, getattr(args, "force", False))
 
 
 def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
@@ -152,15 +195,17 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(finite_or_none(obj), indent=2, allow_nan=False))
 
 
-def _fmt(v: Any) -> str:
-    arr = np.asarray(v)
+def _fmt(v: Any, digits: int = 10) -> str:
+    """Numbers for the tables; a NaN or an infinity reads 'non-finite', never 'nan' or 'inf'."""
+    arr = np.asarray(v, dtype=np.float64)
     if arr.ndim == 0:
-        return f"{float(arr):.10g}"
-    return "[" + ", ".join(f"{float(x):.6g}" for x in arr.ravel()) + "]"
+        return f"{float(arr):.{digits}g}" if math.isfinite(arr) else "non-finite"
+    return "[" + ", ".join(_fmt(x, 6) for x in arr.ravel()) + "]"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     model = get_model(args.model)
+    preflight(args, [args.plot])
     data = load_data(args, model)
     results = []
     for name in ENGINES:
@@ -169,7 +214,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             results.append(_run(args, name, data, model, update))
     manual, autograd = results
     diffs = history_max_abs_diff(manual.history, autograd.history)
-    lsq = least_squares(data)
+    try:
+        lsq = least_squares(data)
+    except np.linalg.LinAlgError:  # data at the edge of float64's range; the table says n/a
+        lsq = {name: np.full(np.shape(v), np.nan) for name, v in manual.params.items()}
     if args.plot:
         from gradtwin.plots import plot_compare
 
@@ -206,7 +254,7 @@ def _compare_table(
     for name in m.params:
         rows.append((name, _fmt(m.params[name]), _fmt(a.params[name]), _fmt(lsq.get(name, np.nan))))
     lsq_loss = float(np.mean((data.X.reshape(data.n, -1) @ np.atleast_1d(lsq["w"]) + lsq["b"] - data.Y) ** 2))
-    rows.append(("loss", f"{m.loss:.10g}", f"{a.loss:.10g}", f"{lsq_loss:.10g}"))
+    rows.append(("loss", _fmt(m.loss), _fmt(a.loss), _fmt(lsq_loss)))
     rows.append(("iterations", str(m.iterations), str(a.iterations), ""))
     rows.append(("stop reason", m.stop_reason, a.stop_reason, ""))
     rows.append(("time / iteration", _time(m.seconds_per_iteration), _time(a.seconds_per_iteration), ""))
@@ -216,7 +264,7 @@ def _compare_table(
     lines += [
         "",
         f"largest |manual - autograd| over the whole run ({rec} recorded iterations):",
-        "  " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()),
+        "  " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in diffs.items()),
     ]
     for r in (m, a):
         if r.message:
@@ -237,6 +285,7 @@ def _exit_for(results: Sequence[TrainResult]) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     model = get_model(args.model)
+    preflight(args, [args.history])
     data = load_data(args, model)
     update, bar = _progress(args.iterations, args.engine)
     with bar:
@@ -249,7 +298,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k} = {_fmt(v)}" for k, v in result.params.items())
         print(
             f"{result.model} ({result.engine}, {result.dtype} on {result.device}): {params}; "
-            f"loss {result.loss:.10g} after {result.iterations} iterations, stopped by {result.stop_reason}; "
+            f"loss {_fmt(result.loss)} after {result.iterations} iterations, stopped by {result.stop_reason}; "
             f"{_time(result.seconds_per_iteration)} per iteration"
         )
     return _exit_for([result])
@@ -277,10 +326,7 @@ def _write_history(result: TrainResult, path: str, force: bool) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
-    if args.points < 1:
-        from gradtwin.errors import UsageError
-
-        raise UsageError(f"points must be >= 1; got {args.points}")
+    preflight(args)
     checks = []
     for name in names:
         found = worst(check_model(MODELS[name], args.points, args.dtype, args.device, args.seed))
@@ -301,17 +347,35 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every expected failure is one line on stderr and an exit code:
+    2 a bad option, 1 bad data or an unwritable output, 3 a diverged run, 130 Ctrl-C.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse's own exit (--help, or a bad option already reported)
+        return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
     commands = {"compare": cmd_compare, "train": cmd_train, "check": cmd_check}
     try:
-        return commands[args.command](args)
+        # NumPy's overflow warnings would add lines to stderr; every result is checked for
+        # finiteness where it matters (divergence, data), so they say nothing new.
+        with np.errstate(all="ignore"):
+            return commands[args.command](args)
     except GradtwinError as e:
-        print(f"gradtwin: {e}", file=sys.stderr)
+        print(f"gradtwin: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except MemoryError:
+        print(
+            "gradtwin: out of memory; try a smaller data set, fewer iterations or a larger --record-every",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("gradtwin: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (| head): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ class DataError(GradtwinError, ValueError):
     exit_code = 1
 
 
+class DataTypeError(DataError, TypeError):
+    """Data of a kind that is not real numbers: strings, complex, objects that are not numbers."""
+
+
+class OutputError(GradtwinError):
+    """An output file that could not be written (disk full, no permission); nothing half-written is left."""
+
+    exit_code = 1
+
+
 class DivergedError(GradtwinError, ArithmeticError):
     """A training run whose loss or parameters left the finite, bounded range."""
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from gradtwin.autograd import linear1d as autograd_linear1d
 from gradtwin.data import Dataset, load_diabetes_bmi, standardize
-from gradtwin.errors import UsageError
+from gradtwin.errors import DataError, UsageError
 from gradtwin.manual import linear1d as manual_linear1d
 
 Params = dict[str, np.ndarray]
@@ -28,6 +28,15 @@ class Model:
     default_data: Callable[[], Dataset]
     random_data: Callable[[np.random.Generator], Dataset]
     task: str = "regression"
+    x_ndim: int | None = None  # 1: X is (n,), one feature; 2: X is (n, d); None: either
+    y_ndim: int | None = None  # 1: Y is (n,); None: whatever the Dataset allows
+
+    def check_data(self, data: Dataset) -> None:
+        """Refuse data of a shape this model cannot read, before it broadcasts into nonsense."""
+        forms = {1: "1-D (n,)", 2: "2-D (n, d)"}
+        for label, arr, ndim in (("X", data.X, self.x_ndim), ("Y", data.Y, self.y_ndim)):
+            if ndim is not None and arr.ndim != ndim:
+                raise DataError(f"{self.name} needs {label} {forms[ndim]}; got shape {arr.shape} from {data.name}")
 
     def init_params(self, data: Dataset, seed: int | None = None) -> Params:
         """Zeros, as in the article, or seeded standard-normal values (float64)."""
@@ -45,14 +54,18 @@ class Model:
         return params, data
 
     def stable_lr(self, X: np.ndarray) -> float | None:
-        """2 / lambda_max of the loss's Hessian where it is constant, else None.
+        """2 / lambda_max of the loss's Hessian where it is constant and finite, else None.
 
         Above this learning rate full-batch gradient descent on a quadratic loss diverges.
         """
         hessian = getattr(self.manual, "hessian", None)
         if hessian is None:
             return None
-        lam_max = float(np.linalg.eigvalsh(np.asarray(hessian(np.asarray(X, dtype=np.float64))))[-1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            H = np.asarray(hessian(np.asarray(X, dtype=np.float64)))
+        if not np.all(np.isfinite(H)):  # data near float64's limit: no bound can be computed
+            return None
+        lam_max = float(np.linalg.eigvalsh(H)[-1])
         return 2.0 / lam_max if lam_max > 0 else float("inf")
 
 
@@ -77,6 +90,8 @@ MODELS: dict[str, Model] = {
         param_shapes=lambda data: {"w": (), "b": ()},
         default_data=_default_linear1d,
         random_data=_random_linear1d,
+        x_ndim=1,
+        y_ndim=1,
     ),
 }
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from gradtwin.data import Dataset
+from gradtwin.data import Dataset, as_real
 from gradtwin.devices import synchronize
 from gradtwin.engines import Engine
-from gradtwin.errors import UsageError
+from gradtwin.errors import DataError, UsageError
 
 STOP_REASONS = ("iterations", "target_loss", "diverged")
 
@@ -84,6 +84,64 @@ def _check_options(iterations: int, target_loss: float | None, record_every: int
         raise UsageError(f"divergence_factor must be a finite number > 1; got {divergence_factor!r}")
 
 
+def _check_inputs(engine: Engine, data: Dataset, init: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    """Refuse what train() cannot use, once, before the loop; return the starting parameters."""
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be a gradtwin Engine (make_engine(name, model)); got {type(engine).__name__}")
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a gradtwin Dataset (Dataset(X, Y, name)); got {type(data).__name__}")
+    model = engine.model
+    model.check_data(data)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise UsageError(f"seed must be an integer >= 0 or None; got {seed!r}")
+    _check_range(data, engine.dtype)
+    if init is None:
+        return model.init_params(data, seed)
+    return _check_init(init, model.param_shapes(data), model.name)
+
+
+def _check_init(init: Any, shapes: dict[str, tuple[int, ...]], model: str) -> dict[str, np.ndarray]:
+    """`init` as float64 arrays, refusing missing or extra names, wrong shapes and non-finite values."""
+    if not isinstance(init, dict) or set(init) != set(shapes):
+        got = ", ".join(map(str, init)) if isinstance(init, dict) else type(init).__name__
+        raise UsageError(f"init must give {model}'s parameters {', '.join(shapes)}; got {got or 'none'}")
+    checked = {}
+    for name, shape in shapes.items():
+        value = as_real(init[name], f"init[{name!r}]", model)
+        if value.shape != tuple(shape):
+            raise UsageError(f"init[{name!r}] must have shape {tuple(shape)}; got shape {value.shape}")
+        if not np.all(np.isfinite(value)):
+            raise UsageError(f"init[{name!r}] must be finite; got {value.tolist()}")
+        checked[name] = value
+    return checked
+
+
+def _check_range(data: Dataset, dtype: str) -> None:
+    """Refuse data that overflows the engine's dtype: a float32 run would start from inf."""
+    try:
+        limit = float(np.finfo(dtype).max)
+    except (TypeError, ValueError):  # a dtype NumPy does not know: nothing to compare against here
+        return
+    for label, values in (("X", data.X), ("Y", data.Y)):
+        big = np.abs(values) > limit
+        if big.any():
+            row = int(np.argwhere(big)[0][0])
+            raise DataError(
+                f"{data.name}: {label} holds {values[big][0]:g} at row {row} (counting from 0), beyond {dtype}'s range "
+                f"(+-{limit:.3g}); use float64"
+            )
+
+
+def _allocate_history(iterations: int, record_every: int, start: dict[str, np.ndarray]) -> History:
+    rows = iterations // record_every + 2
+    try:
+        return History.allocate(rows, start)
+    except (MemoryError, ValueError):  # numpy says ValueError for sizes beyond its index range
+        raise UsageError(
+            f"recording {rows} iterations does not fit in memory; raise record_every or lower iterations"
+        ) from None
+
+
 def _batches(n: int, batch_size: int | None, seed: int) -> Iterator[np.ndarray] | None:
     """Row indices of successive mini-batches, a fresh seeded permutation each epoch."""
     if batch_size is None or batch_size >= n:
@@ -135,13 +193,13 @@ def train(
         isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
     ):
         raise UsageError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    start = _check_inputs(engine, data, init, seed)
     batches = _batches(data.n, batch_size, batch_seed)
     model = engine.model
-    start = init if init is not None else model.init_params(data, seed)
     X = engine.asarray(data.X)  # (n,) or (n, d) in the engine's dtype and device
     Y = engine.asarray(data.Y)  # (n,)
     params = engine.params(start)
-    history = History.allocate(iterations // record_every + 2, start)
+    history = _allocate_history(iterations, record_every, start)
     rows = 0
     stop_reason, message = "iterations", ""
     first_loss = math.nan

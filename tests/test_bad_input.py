@@ -1,0 +1,663 @@
+"""Every row of docs/bad-input.md, run: the one line it promises and its exit code or exception."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gradtwin import data as datasets
+from gradtwin.cli import main
+from gradtwin.engines import make_engine
+from gradtwin.errors import DataError, DataTypeError, UsageError
+from gradtwin.models import get_model
+from gradtwin.train import train
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
+
+
+@dataclass
+class Cli:
+    """One command line run in a fresh folder holding `files`; `setup` may patch the world first."""
+
+    input: str  # the row's first cell in docs/bad-input.md
+    argv: list[str]
+    exit: int
+    says: str  # regular expression the one stderr line must match from its start
+    files: dict[str, bytes] = field(default_factory=dict)
+    setup: Callable[[pytest.MonkeyPatch, Path], None] | None = None
+    skip: str | None = None
+
+
+@dataclass
+class Lib:
+    """One library call that must raise `raises` with a message matching `says`."""
+
+    input: str
+    call: Callable[[], Any]
+    raises: type[BaseException]
+    says: str
+
+
+def _train(*argv: str) -> list[str]:
+    return ["train", "--iterations", "2", *argv]
+
+
+def _csv(text: str) -> dict[str, bytes]:
+    return {"d.csv": text.encode()}
+
+
+def _no_permission(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """chmod 000, or, as root (who reads any file), the refusal the kernel gives everyone else."""
+    if os.geteuid() == 0:
+
+        def refuse(self: Path) -> bytes:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+    else:
+        (folder / "d.csv").chmod(0)
+
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def _interrupt(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gradtwin.cli.train", interrupted)
+
+
+_OK = "x,y\n1,2\n2,4\n3,7\n"
+_CUDA = "CUDA is available here" if torch.cuda.is_available() else None
+_MPS = "MPS is available here" if torch.backends.mps.is_available() else None
+
+CLI_CASES = [
+    # data files
+    Cli("missing file", _train("--data", "d.csv"), 1, r"gradtwin: d\.csv: no such data file$"),
+    Cli(
+        "unreadable file (no permission)",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv: cannot be read \(Permission denied\)$",
+        _csv(_OK),
+        _no_permission,
+    ),
+    Cli("a folder", _train("--data", "."), 1, r"gradtwin: \.: is a folder, not a data file$"),
+    Cli(
+        "a device such as /dev/zero",
+        _train("--data", "/dev/zero"),
+        1,
+        r"gradtwin: /dev/zero: is not a regular file; expected a CSV file$",
+        skip=None if os.path.exists("/dev/zero") else "no /dev/zero here",
+    ),
+    Cli(
+        "empty file, or only blank lines",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv: the file has no data rows$",
+        _csv(""),
+    ),
+    Cli(
+        "empty file, or only blank lines",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv: the file has no data rows$",
+        _csv("\n  \n , \r\n"),
+    ),
+    Cli(
+        "only a header",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv: the file has a header but no data rows$",
+        _csv("x,y\n\n"),
+    ),
+    Cli(
+        "ragged row",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:4: 1 columns where the first row has 2$",
+        _csv("x,y\n1,2\n\n3\n"),
+    ),
+    Cli(
+        "non-numeric cell",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:3: y holds 'abc', not a number$",
+        _csv("x,y\n1,2\n3,abc\n"),
+    ),
+    Cli(
+        "empty cell",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:2: x holds an empty cell, not a number$",
+        _csv("x,y\n,2\n3,4\n"),
+    ),
+    Cli(
+        "NaN or infinite cell",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:3: y is 'nan'; only finite numbers are allowed$",
+        _csv("x,y\n1,2\n3,nan\n"),
+    ),
+    Cli(
+        "NaN or infinite cell",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:2: column 0 is '-inf'; only finite numbers are allowed$",
+        _csv("1,2\n-inf,4\n"),
+    ),
+    Cli(
+        "number beyond float64 (1e999)",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:1: column 1 is '1e999'; only finite numbers are allowed$",
+        _csv("1,1e999\n2,3\n"),
+    ),
+    Cli(
+        "a header where none is expected (--header no)",
+        _train("--data", "d.csv", "--header", "no"),
+        1,
+        r"gradtwin: d\.csv:1: 'x' is not a number: a header row where none is expected \(--header no\)$",
+        _csv(_OK),
+    ),
+    Cli(
+        "binary or non-UTF-8 content",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:2: not UTF-8 text \(byte 5 is 0xff\); expected a CSV file$",
+        {"d.csv": b"1,2\r\n\xff,4\n"},
+    ),
+    Cli(
+        "NUL byte",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:3: holds a NUL byte \(byte 10\); expected a CSV text file, not binary data$",
+        {"d.csv": b"x,y\n1,2\n3,\x00\n"},
+    ),
+    Cli(
+        "a cell longer than 131072 characters",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv:2: malformed CSV \(field larger than field limit \(131072\)\)$",
+        _csv("1,2\n3," + "4" * 140_000 + "\n"),
+    ),
+    Cli(
+        "unknown column name",
+        _train("--data", "d.csv", "--x", "z"),
+        1,
+        r"gradtwin: d\.csv: x column 'z' not found; the header has x, y$",
+        _csv(_OK),
+    ),
+    Cli(
+        "column name in a file without a header",
+        _train("--data", "d.csv", "--x", "z"),
+        1,
+        r"gradtwin: d\.csv: x column 'z' not found \(the file has no header; give a 0-based position\)$",
+        _csv("1,2\n3,4\n"),
+    ),
+    Cli(
+        "column position out of range",
+        _train("--data", "d.csv", "--y", "5"),
+        1,
+        r"gradtwin: d\.csv: y column 5 out of range; rows have 2 columns \(0 to 1\)$",
+        _csv(_OK),
+    ),
+    Cli(
+        "constant X (cannot be standardized)",
+        _train("--data", "d.csv"),
+        1,
+        r"gradtwin: d\.csv: X is constant, so it cannot be standardized$",
+        _csv("x,y\n1,2\n1,3\n"),
+    ),
+    Cli(
+        "value beyond float32 with --dtype float32",
+        _train("--data", "d.csv", "--dtype", "float32"),
+        1,
+        r"gradtwin: d\.csv: Y holds 1e\+39 at row 2 \(counting from 0\), beyond float32's range \(\+-3\.4e\+38\); "
+        r"use float64$",
+        _csv("1,2\n3,4\n5,1e39\n"),
+    ),
+    # the command line
+    *(
+        Cli(
+            "--lr not a positive finite number (0, -1, nan, inf, abc)",
+            [command, f"--lr={value}"],
+            2,
+            rf"gradtwin {command}: error: argument --lr: expected a positive finite number; got {value!r}$",
+        )
+        for command, value in [("train", "0"), ("compare", "-1"), ("train", "nan"), ("train", "inf"), ("train", "abc")]
+    ),
+    *(
+        Cli(
+            "--iterations below 1 or not a whole number",
+            ["train", "--iterations", value],
+            2,
+            rf"gradtwin train: error: argument --iterations: expected a whole number >= 1; got {value!r}$",
+        )
+        for value in ["0", "-3", "2.5", "1e3", ""]
+    ),
+    Cli(
+        "--record-every below 1",
+        ["compare", "--record-every", "0"],
+        2,
+        r"gradtwin compare: error: argument --record-every: expected a whole number >= 1; got '0'$",
+    ),
+    *(
+        Cli(
+            "--target-loss negative, nan or inf",
+            ["train", f"--target-loss={value}"],
+            2,
+            rf"gradtwin train: error: argument --target-loss: expected a finite number >= 0; got {value!r}$",
+        )
+        for value in ["-1", "nan", "inf"]
+    ),
+    Cli(
+        "--n below 1 (synthetic data)",
+        ["train", "--data", "synthetic", "--n", "0"],
+        2,
+        r"gradtwin train: error: argument --n: expected a whole number >= 1; got '0'$",
+    ),
+    *(
+        Cli(
+            "--noise negative, nan or inf",
+            ["train", "--data", "synthetic", f"--noise={value}"],
+            2,
+            rf"gradtwin train: error: argument --noise: expected a finite number >= 0; got {value!r}$",
+        )
+        for value in ["-0.5", "nan", "inf"]
+    ),
+    *(
+        Cli(
+            "--seed or --data-seed negative",
+            ["train", option, "-1"],
+            2,
+            rf"gradtwin train: error: argument {option}: expected a whole number >= 0; got '-1'$",
+        )
+        for option in ["--seed", "--data-seed"]
+    ),
+    Cli(
+        "--points below 1",
+        ["check", "--points", "0"],
+        2,
+        r"gradtwin check: error: argument --points: expected a whole number >= 1; got '0'$",
+    ),
+    Cli(
+        "--dtype other than float32, float64",
+        ["check", "--dtype", "float16"],
+        2,
+        r"gradtwin check: error: argument --dtype: invalid choice: 'float16' \(choose from '?float32'?, '?float64'?\)$",
+    ),
+    Cli(
+        "--header other than auto, yes, no",
+        ["train", "--header", "maybe"],
+        2,
+        r"gradtwin train: error: argument --header: invalid choice: 'maybe' \(choose from .*\)$",
+    ),
+    Cli(
+        "unknown engine",
+        ["train", "--engine", "jax"],
+        2,
+        r"gradtwin train: error: argument --engine: invalid choice: 'jax' \(choose from .*manual.*\)$",
+    ),
+    Cli("unknown model", ["train", "--model", "quadratic"], 2, r"gradtwin: model must be one of .*; got 'quadratic'$"),
+    Cli("unknown model", ["check", "--model", "quadratic"], 2, r"gradtwin: model must be one of .*; got 'quadratic'$"),
+    Cli(
+        "unknown device",
+        ["compare", "--device", "tpu"],
+        2,
+        r"gradtwin: device must be one of auto, cpu, cuda, cuda:N or mps; got 'tpu'$",
+    ),
+    Cli(
+        "cuda without CUDA",
+        ["train", "--device", "cuda"],
+        2,
+        r"gradtwin: device 'cuda' requested but CUDA is not available here$",
+        skip=_CUDA,
+    ),
+    Cli(
+        "cuda:N beyond the GPUs there are",
+        ["check", "--device", "cuda:7", "--points", "1"],
+        2,
+        r"gradtwin: device 'cuda:7' requested but (CUDA is not available here|only \d+ CUDA device\(s\) exist)$",
+    ),
+    Cli(
+        "mps with float64",
+        ["train", "--device", "mps"],
+        2,
+        r"gradtwin: device 'mps' has no float64 support; use --dtype float32$",
+    ),
+    Cli(
+        "mps without MPS",
+        ["train", "--device", "mps", "--dtype", "float32"],
+        2,
+        r"gradtwin: device 'mps' requested but MPS is not available here$",
+        skip=_MPS,
+    ),
+    Cli("unknown option", ["train", "--bogus"], 2, r"gradtwin: error: unrecognized arguments: --bogus$"),
+    Cli("no command", [], 2, r"gradtwin: error: the following arguments are required: command$"),
+    Cli(
+        "option without its value",
+        ["train", "--lr"],
+        2,
+        r"gradtwin train: error: argument --lr: expected one argument$",
+    ),
+    Cli(
+        "output file that exists, without --force",
+        _train("--history", "h.csv"),
+        2,
+        r"gradtwin: output file 'h\.csv' exists; pass --force to overwrite it$",
+        {"h.csv": b"keep me"},
+    ),
+    Cli(
+        "output file that exists, without --force",
+        ["compare", "--plot", "p.png"],
+        2,
+        r"gradtwin: output file 'p\.png' exists; pass --force to overwrite it$",
+        {"p.png": b"keep me"},
+    ),
+    Cli(
+        "output folder that does not exist",
+        _train("--history", "nowhere/h.csv"),
+        2,
+        r"gradtwin: output folder 'nowhere' does not exist$",
+    ),
+    Cli(
+        "output path that is a folder",
+        _train("--history", ".", "--force"),
+        2,
+        r"gradtwin: output file '\.' is a folder; give a file name$",
+    ),
+    Cli(
+        "--iterations too many to record",
+        ["train", "--data", "synthetic", "--n", "5", "--iterations", str(10**19)],
+        2,
+        r"gradtwin: recording \d+ iterations does not fit in memory; raise record_every or lower iterations$",
+    ),
+    Cli(
+        "output file that cannot be written (disk full, no permission)",
+        _train("--data", "synthetic", "--n", "5", "--history", "h.csv"),
+        1,
+        r"gradtwin: cannot write output file 'h\.csv' \(No space left on device\)$",
+        setup=_disk_full,
+    ),
+    Cli(
+        "a run that diverges",
+        ["train", "--data", "synthetic", "--n", "20", "--lr", "100", "--iterations", "50"],
+        3,
+        r"gradtwin: manual: diverged at iteration \d+ \(loss \S+ from \S+\) with lr=100; "
+        r"the largest stable learning rate for this model and data is \d\S*$",
+    ),
+    Cli(
+        "a run that diverges",
+        ["compare", "--data", "synthetic", "--n", "20", "--lr", "1e300", "--iterations", "5", "--json"],
+        3,
+        r"gradtwin: manual: diverged at iteration \d+ \(.+\) with lr=1e\+300; the largest stable learning rate",
+    ),
+    Cli("Ctrl-C", _train("--data", "synthetic", "--n", "5"), 130, r"gradtwin: interrupted$", setup=_interrupt),
+]
+
+
+def _lin(X: Any, Y: Any) -> datasets.Dataset:
+    return datasets.Dataset(X, Y, name="mine")
+
+
+def _run(data: Any = None, engine: Any = None, **kwargs: Any) -> Any:
+    engine = make_engine("manual", get_model("linear1d")) if engine is None else engine
+    data = _lin(np.arange(5.0), np.arange(5.0) * 2) if data is None else data
+    return train(engine, data, **{"lr": 0.1, "iterations": 3, **kwargs})
+
+
+LIB_CASES = [
+    Lib(
+        "Dataset of strings",
+        lambda: _lin(np.array(["1", "2", "3"]), [1, 2, 3]),
+        DataTypeError,
+        r"mine: X must hold real numbers; got dtype <U1$",
+    ),
+    Lib(
+        "Dataset of strings",
+        lambda: _lin([1, 2], np.array(["a", 2], dtype=object)),
+        DataTypeError,
+        r"mine: Y must hold real numbers; got strings or complex numbers \(dtype object\)$",
+    ),
+    Lib(
+        "Dataset of complex numbers",
+        lambda: _lin(np.array([1 + 2j, 3]), [1, 2]),
+        DataTypeError,
+        r"mine: X must hold real numbers; got complex values \(dtype complex128\)$",
+    ),
+    Lib(
+        "Dataset of objects that are not numbers",
+        lambda: _lin(np.array([{"a": 1}, None], dtype=object), [1, 2]),
+        DataTypeError,
+        r"mine: X must hold real numbers; got objects that are not numbers$",
+    ),
+    Lib(
+        "Dataset from ragged nested lists",
+        lambda: _lin([[1, 2], [3]], [1, 2]),
+        DataError,
+        r"mine: X must be an array of numbers; got list \(.+\)$",
+    ),
+    Lib("empty Dataset", lambda: _lin(np.empty(0), np.empty(0)), DataError, r"mine: no data rows$"),
+    Lib(
+        "Dataset with X of 3 dimensions",
+        lambda: _lin(np.ones((2, 2, 2)), [1, 2]),
+        DataError,
+        r"mine: X must be 1-D \(n,\) or 2-D \(n, d\); got shape \(2, 2, 2\)$",
+    ),
+    Lib(
+        "Dataset whose X and Y rows differ",
+        lambda: _lin([1, 2, 3], [1, 2]),
+        DataError,
+        r"mine: X has 3 rows but Y has 2$",
+    ),
+    Lib(
+        "Dataset with NaN or infinite values",
+        lambda: _lin([1, np.nan, 3], [1, 2, 3]),
+        DataError,
+        r"mine: X has a non-finite value \(nan\) at row 1$",
+    ),
+    Lib(
+        "Dataset with NaN or infinite values",
+        lambda: _lin(np.ones((3, 2)), [1, 2, -np.inf]),
+        DataError,
+        r"mine: Y has a non-finite value \(-inf\) at row 2$",
+    ),
+    Lib(
+        "train() on 2-D X for linear1d",
+        lambda: _run(_lin(np.ones((5, 2)), np.ones(5))),
+        DataError,
+        r"linear1d needs X 1-D \(n,\); got shape \(5, 2\) from mine$",
+    ),
+    Lib(
+        "train() on 2-D Y for linear1d",
+        lambda: _run(_lin(np.arange(5.0), np.ones((5, 1)))),
+        DataError,
+        r"linear1d needs Y 1-D \(n,\); got shape \(5, 1\) from mine$",
+    ),
+    Lib(
+        "train() on something not a Dataset",
+        lambda: _run(np.ones(5)),
+        TypeError,
+        r"data must be a gradtwin Dataset \(Dataset\(X, Y, name\)\); got ndarray$",
+    ),
+    Lib(
+        "train() with something not an engine",
+        lambda: _run(engine="manual"),
+        TypeError,
+        r"engine must be a gradtwin Engine \(make_engine\(name, model\)\); got str$",
+    ),
+    *(
+        Lib(
+            "train() with a bad lr",
+            lambda lr=lr: _run(lr=lr),
+            UsageError,
+            rf"lr must be a positive finite number; got {lr!r}$",
+        )
+        for lr in [float("nan"), 0.0, -1.0, "abc", None]
+    ),
+    Lib(
+        "train() with bad iterations, record_every, target_loss or batch_size",
+        lambda: _run(iterations=0),
+        UsageError,
+        r"iterations must be an integer >= 1; got 0$",
+    ),
+    Lib(
+        "train() with bad iterations, record_every, target_loss or batch_size",
+        lambda: _run(record_every=0),
+        UsageError,
+        r"record_every must be an integer >= 1; got 0$",
+    ),
+    Lib(
+        "train() with bad iterations, record_every, target_loss or batch_size",
+        lambda: _run(target_loss=-1.0),
+        UsageError,
+        r"target_loss must be a finite number >= 0; got -1\.0$",
+    ),
+    Lib(
+        "train() with bad iterations, record_every, target_loss or batch_size",
+        lambda: _run(batch_size=0),
+        UsageError,
+        r"batch_size must be an integer >= 1; got 0$",
+    ),
+    Lib(
+        "train() with init of wrong names",
+        lambda: _run(init={"w": np.array(1.0)}),
+        UsageError,
+        r"init must give linear1d's parameters w, b; got w$",
+    ),
+    Lib(
+        "train() with init of wrong shape",
+        lambda: _run(init={"w": np.ones(3), "b": np.array(0.0)}),
+        UsageError,
+        r"init\['w'\] must have shape \(\); got shape \(3,\)$",
+    ),
+    Lib(
+        "train() with non-finite init",
+        lambda: _run(init={"w": np.array(0.0), "b": np.array(np.nan)}),
+        UsageError,
+        r"init\['b'\] must be finite; got nan$",
+    ),
+    Lib(
+        "train() with a negative seed",
+        lambda: _run(seed=-1),
+        UsageError,
+        r"seed must be an integer >= 0 or None; got -1$",
+    ),
+    Lib(
+        "synthetic_linear1d with n below 1",
+        lambda: datasets.synthetic_linear1d(n=0),
+        UsageError,
+        r"synthetic data needs n, an integer >= 1; got 0$",
+    ),
+    Lib(
+        "load_csv with a header mode not auto, yes, no",
+        lambda: datasets.load_csv("whatever.csv", header="maybe"),
+        UsageError,
+        r"header must be 'auto', 'yes' or 'no'; got 'maybe'$",
+    ),
+    Lib(
+        "make_engine with an unknown engine or dtype",
+        lambda: make_engine("jax", get_model("linear1d")),
+        UsageError,
+        r"engine must be one of .*manual.*; got 'jax'$",
+    ),
+    Lib(
+        "make_engine with an unknown engine or dtype",
+        lambda: make_engine("manual", get_model("linear1d"), dtype="float16"),
+        UsageError,
+        r"dtype must be one of float32, float64; got 'float16'$",
+    ),
+]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file's size and modification time: what an overwrite or a stray file would change."""
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """main(argv) in this process: (exit code, stdout, stderr)."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: f"{c.input}|{' '.join(c.argv)}")
+def test_command_line_bad_input(
+    case: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if case.skip:
+        pytest.skip(case.skip)
+    monkeypatch.chdir(tmp_path)
+    for name, content in case.files.items():
+        (tmp_path / name).write_bytes(content)
+    if case.setup is not None:
+        case.setup(monkeypatch, tmp_path)
+    before = _snapshot(tmp_path)
+    code, out, err = run_cli(case.argv, capsys)
+    assert code == case.exit, err
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr; got {err!r}"
+    assert re.match(case.says, lines[0]), f"{lines[0]!r} does not match {case.says!r}"
+    assert "nan" not in re.findall(r"[a-z]+", out.lower()) and "inf" not in re.findall(r"[a-z]+", out.lower())
+    # nothing written, nothing overwritten, no temporary file left beside the outputs
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", LIB_CASES, ids=lambda c: c.input)
+def test_library_bad_input(case: Lib) -> None:
+    with pytest.raises(case.raises) as raised:
+        case.call()
+    assert re.search(case.says, str(raised.value)), f"{raised.value!s} does not match {case.says!r}"
+    assert "\n" not in str(raised.value)
+
+
+def _doc_rows() -> dict[str, str]:
+    """input -> exit, from the catalogue's tables (those whose first column is 'input')."""
+    rows: dict[str, str] = {}
+    in_table = False
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if not cells:
+            in_table = False
+        elif cells[0] == "input":
+            in_table = True
+        elif in_table and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[-1]
+    return rows
+
+
+def test_every_catalogue_row_has_a_test_and_every_test_a_row() -> None:
+    rows = _doc_rows()
+    tested = {c.input: str(c.exit) for c in CLI_CASES} | {c.input: "-" for c in LIB_CASES}
+    assert set(rows) == set(tested)
+    assert rows == tested, "the exit codes in docs/bad-input.md differ from those the tests expect"
+
+
+def test_library_errors_are_both_gradtwin_errors_and_builtin_ones() -> None:
+    """DataError/UsageError are ValueErrors and DataTypeError a TypeError, so callers may catch either."""
+    assert issubclass(DataError, ValueError) and issubclass(UsageError, ValueError)
+    assert issubclass(DataTypeError, TypeError) and issubclass(DataTypeError, DataError)
+
+
+def test_object_arrays_of_numbers_and_integers_are_accepted_as_float64() -> None:
+    """The refusal is of non-numbers, not of dtypes: ints, bools and objects holding numbers convert."""
+    data = _lin(np.array([1, 2, 3], dtype=object), np.array([True, False, True]))
+    assert data.X.dtype == np.float64 and data.Y.dtype == np.float64
+    np.testing.assert_array_equal(data.X, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(data.Y, [1.0, 0.0, 1.0])
