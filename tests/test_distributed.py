@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from gradtwin import distributed
 from gradtwin.cli import main
@@ -85,7 +86,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     single = {case: _single(case) for case in CASES}
     out = tmp_path_factory.mktemp("distributed")
     histories = {case: single[case].history.params for case in CASES}
-    assert distributed.spawn(WORLD, _worker, str(out), histories) == 0
+    assert distributed.spawn(WORLD, _worker, str(out), histories, limit=240) == 0
     ranks = [pickle.loads(Path(out, f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
     return {"single": single, "ranks": ranks}
 
@@ -156,3 +157,37 @@ def test_cli_nproc_matches_one_process(capfd: pytest.CaptureFixture[str]) -> Non
     bound = drift_tolerance(model, single.history.params, data.X, data.Y, np.float64, 0.1, [None] * 20, OPS)
     for k, v in single.params.items():
         assert abs(two["params"][k] - float(v)) <= bound[-1], (k, two["params"][k], float(v), bound[-1])
+
+
+def _cuda_worker(out: str, world: int) -> int:
+    """One NCCL process on its own GPU: linear1d, both twins, full batch, uneven shards."""
+    device = distributed.setup("cuda")
+    rank = distributed.rank()
+    model = MODELS["linear1d"]
+    data, lr, init = _problem("linear1d")
+    shard = distributed.shard(data, rank, world, WEIGHTS[:world] if world == 2 else None)
+    results = {}
+    for engine in ("manual", "autograd"):
+        eng = distributed.DistributedEngine(make_engine(engine, model, "float64", device), shard)
+        results[engine] = train(eng, shard, lr, ITERATIONS, init=init).history
+    Path(out, f"cuda{rank}.pkl").write_bytes(pickle.dumps(results))
+    return 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_nccl_data_parallel_equals_single_cpu_process(tmp_path: Path) -> None:
+    """NCCL on min(2, GPUs) processes, one GPU each, equals one cpu process within the drift bound."""
+    world = min(2, torch.cuda.device_count())
+    assert distributed.spawn(world, _cuda_worker, str(tmp_path), world, limit=240) == 0
+    model = MODELS["linear1d"]
+    data, lr, init = _problem("linear1d")
+    ops = ROUNDING_OPS + distributed.extra_roundings(world)
+    for engine in ("manual", "autograd"):
+        single = train(make_engine(engine, model), data, lr, ITERATIONS, init=init).history
+        got = pickle.loads(Path(tmp_path, "cuda0.pkl").read_bytes())[engine]
+        bound = drift_tolerance(model, single.params, data.X, data.Y, np.float64, lr, [None] * ITERATIONS, ops)
+        for k, values in single.params.items():
+            diff = np.abs(got.params[k] - values)
+            assert np.all(diff <= bound), f"{engine} {k}: max diff {diff.max():.3g}"
+            print(f"nccl x{world} {engine} {k}: max abs diff vs cpu single process {diff.max():.3g}")

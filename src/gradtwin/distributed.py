@@ -116,6 +116,7 @@ class DistributedEngine(Engine):
     def params(self, params: dict[str, np.ndarray]) -> dict[str, Any]:
         return self.inner.params(params)
 
+    # an instance method, not the base's static one: the step is the wrapped engine's
     def update(self, params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:  # type: ignore[override]
         self.inner.update(params, grads, lr)
 
@@ -187,6 +188,7 @@ def setup(device: str) -> str:
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if cuda:
         device = f"cuda:{local}"
+        torch.cuda.set_device(local)  # NCCL builds its communicator on the current device
     if not dist.is_initialized():
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
@@ -210,14 +212,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0) -> int:
+def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0, limit: float | None = None) -> int:
     """Run fn(*args) in `nproc` fresh processes that form a group on 127.0.0.1.
 
     Each process finds RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in its
     environment, as under torchrun, so `setup` joins the group. Returns 0, or the exit code
     of the first process that failed. Once one has failed the others get `grace` seconds
     to finish (they usually stop for the same reason) before they are stopped, so that
-    none waits for a collective that can never complete.
+    none waits for a collective that can never complete. With `limit` (seconds), processes
+    still running then are stopped and the result is 124, as `timeout` reports.
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise UsageError(f"nproc must be an integer >= 1; got {nproc!r}")
@@ -231,7 +234,7 @@ def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0) -
     assert context is not None
     processes = context.processes
     first_failure = 0
-    deadline = None
+    deadline = None if limit is None else time.monotonic() + limit
     while any(p.exitcode is None for p in processes):
         running = [p.sentinel for p in processes if p.exitcode is None]
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -241,6 +244,7 @@ def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0) -
                 first_failure = p.exitcode if p.exitcode > 0 else 1
                 deadline = time.monotonic() + grace
         if deadline is not None and time.monotonic() >= deadline:
+            first_failure = first_failure or 124
             for p in processes:
                 if p.exitcode is None:
                     p.terminate()
