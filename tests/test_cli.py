@@ -100,13 +100,13 @@ def test_csv_data_with_header_and_column_names(tmp_path: Path, capsys: pytest.Ca
 def test_bad_lr(capsys: pytest.CaptureFixture[str], lr: str) -> None:
     code, _, err = run(capsys, "train", "--lr", lr)
     assert code == 2
-    assert_one_line_error(err, "lr must be a positive finite number")
+    assert_one_line_error(err, f"argument --lr: expected a positive finite number; got '{lr}'")
 
 
 def test_bad_iterations(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "compare", "--iterations", "0")
     assert code == 2
-    assert_one_line_error(err, "iterations must be an integer >= 1")
+    assert_one_line_error(err, "argument --iterations: expected a whole number >= 1; got '0'")
 
 
 def test_unknown_device(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,4 +155,4 @@ def test_python_dash_m_and_no_traceback_in_a_real_process() -> None:
         [sys.executable, "-m", "gradtwin", "train", "--lr", "-3"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "gradtwin: lr must be a positive finite number; got -3.0"
+    assert proc.stderr.strip() == "gradtwin train: error: argument --lr: expected a positive finite number; got '-3'"

@@ -64,7 +64,7 @@ def test_csv_errors_name_file_and_line(tmp_path: Path, text: str, message: str) 
 def test_csv_header_where_none_expected(tmp_path: Path) -> None:
     f = tmp_path / "h.csv"
     f.write_text("x,y\n1,2\n")
-    with pytest.raises(DataError, match=r"h.csv:1: a header row where none is expected"):
+    with pytest.raises(DataError, match=r"h.csv:1: .*a header row where none is expected"):
         load_csv(f, header="no")
 
 

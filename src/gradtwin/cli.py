@@ -11,12 +11,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+import torch
 
 from gradtwin import data as datasets
+from gradtwin import distributed
 from gradtwin.check import check_model
 from gradtwin.devices import resolve_device
-from gradtwin.engines import ENGINES, make_engine
-from gradtwin.errors import DivergedError, GradtwinError
+from gradtwin.engines import ENGINES, Engine, make_engine
+from gradtwin.errors import DivergedError, GradtwinError, UsageError
 from gradtwin.files import atomic_write, check_target
 from gradtwin.models import MODELS, Model, get_model
 from gradtwin.parity import finite_or_none, format_table, history_max_abs_diff, worst
@@ -90,8 +92,22 @@ def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
     )
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument(
+        "--array",
+        choices=("auto", "numpy", "torch"),
+        default="auto",
+        help="arrays of the manual twin: numpy (cpu only) or torch tensors without autograd, the same source "
+        "that runs on a GPU (default auto: numpy on the cpu, torch elsewhere)",
+    )
     p.add_argument("--record-every", type=positive_int, default=1, help="keep every k-th iteration in the history")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine, each with a shard of the rows, gradients averaged by an "
+        "all-reduce (gloo on cpu, NCCL with one GPU each on cuda); under torchrun its variables decide instead",
+    )
     p.add_argument("--force", action="store_true", help="overwrite output files that exist")
     _add_data_options(p)
 
@@ -154,17 +170,47 @@ def _run(
     model: Model,
     progress: Callable[[int], None] | None,
 ) -> TrainResult:
-    engine = make_engine(engine_name, model, args.dtype, args.device)
-    return train(
+    array = args.array if engine_name == "manual" else "auto"
+    engine: Engine = make_engine(engine_name, model, args.dtype, distributed.setup(args.device), array)
+    rows: datasets.Dataset = data
+    if distributed.world_size() > 1:
+        rows = distributed.shard(data, distributed.rank(), distributed.world_size())
+        engine = distributed.DistributedEngine(engine, rows)
+    result = train(
         engine,
-        data,
+        rows,
         lr=args.lr,
         iterations=args.iterations,
         target_loss=args.target_loss,
-        seed=args.seed,
+        init=model.init_params(data, args.seed),
         record_every=args.record_every,
-        progress=progress,
+        progress=progress if distributed.rank() == 0 else None,
     )
+    if rows is not data and result.stable_lr is not None:
+        # the loop saw only this process's rows; the stable rate belongs to all of them
+        stable = model.stable_lr(data.X)
+        if stable is not None:
+            result.message = result.message.replace(f"{result.stable_lr:.6g}", f"{stable:.6g}")
+            result.stable_lr = stable
+    result.extra["array"] = "torch" if getattr(engine, "use_torch", True) else "numpy"
+    result.extra["processes"] = distributed.world_size()
+    return result
+
+
+def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
+    """With --nproc N > 1 outside torchrun: start N processes running this command, else None."""
+    if args.nproc < 1:
+        raise UsageError(f"nproc must be an integer >= 1; got {args.nproc}")
+    if args.nproc == 1 or "WORLD_SIZE" in os.environ:
+        return None
+    model = get_model(args.model)
+    load_data(args, model)  # a data error is reported once, here, not by every process
+    device = resolve_device(args.device, args.dtype)
+    if device.type == "cuda" and args.nproc > torch.cuda.device_count():
+        raise UsageError(f"nproc {args.nproc} on cuda needs one GPU per process; {torch.cuda.device_count()} here")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--nproc runs on cpu (gloo) or cuda (NCCL); got device {str(device)!r}")
+    return distributed.spawn(args.nproc, main, list(sys.argv[1:] if argv is None else argv))
 
 
 def _progress(total: int, label: str) -> tuple[Callable[[int], None], Any]:
@@ -203,7 +249,10 @@ def _fmt(v: Any, digits: int = 10) -> str:
     return "[" + ", ".join(_fmt(x, 6) for x in arr.ravel()) + "]"
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    launched = _launch(args, argv)
+    if launched is not None:
+        return launched
     model = get_model(args.model)
     preflight(args, [args.plot])
     data = load_data(args, model)
@@ -213,6 +262,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         with bar:
             results.append(_run(args, name, data, model, update))
     manual, autograd = results
+    if distributed.rank() != 0:
+        return _exit_for(results)  # process 0 reports for all
     diffs = history_max_abs_diff(manual.history, autograd.history)
     try:
         lsq = least_squares(data)
@@ -250,7 +301,8 @@ def _compare_table(
         f"{m.dtype} on {a.device}; lr={m.lr:g}; start: {start}",
         "",
     ]
-    rows: list[tuple[str, str, str, str]] = [("", "manual (NumPy)", "autograd (PyTorch)", "least squares")]
+    arrays = "NumPy" if m.extra.get("array") == "numpy" else "torch, no autograd"
+    rows: list[tuple[str, str, str, str]] = [("", f"manual ({arrays})", "autograd (PyTorch)", "least squares")]
     for name in m.params:
         rows.append((name, _fmt(m.params[name]), _fmt(a.params[name]), _fmt(lsq.get(name, np.nan))))
     lsq_loss = float(np.mean((data.X.reshape(data.n, -1) @ np.atleast_1d(lsq["w"]) + lsq["b"] - data.Y) ** 2))
@@ -283,13 +335,18 @@ def _exit_for(results: Sequence[TrainResult]) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    launched = _launch(args, argv)
+    if launched is not None:
+        return launched
     model = get_model(args.model)
     preflight(args, [args.history])
     data = load_data(args, model)
     update, bar = _progress(args.iterations, args.engine)
     with bar:
         result = _run(args, args.engine, data, model, update)
+    if distributed.rank() != 0:
+        return _exit_for([result])  # process 0 reports for all
     if args.history:
         _write_history(result, args.history, args.force)
     if args.json:
@@ -355,14 +412,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse's own exit (--help, or a bad option already reported)
         return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
-    commands = {"compare": cmd_compare, "train": cmd_train, "check": cmd_check}
     try:
         # NumPy's overflow warnings would add lines to stderr; every result is checked for
         # finiteness where it matters (divergence, data), so they say nothing new.
         with np.errstate(all="ignore"):
-            return commands[args.command](args)
+            if args.command == "check":
+                return cmd_check(args)
+            return {"compare": cmd_compare, "train": cmd_train}[args.command](args, argv)
     except GradtwinError as e:
-        print(f"gradtwin: {one_line(str(e))}", file=sys.stderr)
+        if distributed.rank() == 0:
+            print(f"gradtwin: {one_line(str(e))}", file=sys.stderr)
+        elif not isinstance(e, DivergedError):  # a divergence is the same on every process
+            print(f"gradtwin (process {distributed.rank()}): {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except MemoryError:
         print(

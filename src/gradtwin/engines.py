@@ -112,10 +112,16 @@ class AutogradEngine(Engine):
             Engine.update(params, grads, lr)
 
 
-def make_engine(name: str, model: Model, dtype: str = "float64", device: str = "cpu") -> Engine:
-    """The engine called `name` ('manual' or 'autograd') for `model`."""
+def make_engine(name: str, model: Model, dtype: str = "float64", device: str = "cpu", array: str = "auto") -> Engine:
+    """The engine called `name` ('manual' or 'autograd') for `model`.
+
+    `array` says where the manual twin's arrays live ('auto', 'numpy' or 'torch'); the
+    other engines always use torch tensors and accept only 'auto' or 'torch'.
+    """
     if name == "manual":
-        return ManualEngine(model, dtype, device)
+        return ManualEngine(model, dtype, device, array)
+    if array == "numpy":
+        raise UsageError(f"array 'numpy' is for the manual engine only; engine {name!r} uses torch tensors")
     if name == "autograd":
         return AutogradEngine(model, dtype, device)
     raise UsageError(f"engine must be one of {', '.join(ENGINES)}; got {name!r}")

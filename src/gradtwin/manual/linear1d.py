@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 Params = dict[str, Any]
 
@@ -79,4 +79,4 @@ def hessian(X: Any) -> Any:
     n = X.shape[0]
     sx = xp.sum(X)
     sxx = xp.sum(X * X)
-    return (2.0 / n) * xp.stack([xp.stack([sxx, sx]), xp.stack([sx, xp.asarray(n, dtype=X.dtype)])])
+    return (2.0 / n) * xp.stack([xp.stack([sxx, sx]), xp.stack([sx, xp.asarray(n, dtype=X.dtype, device=device(X))])])

@@ -1,0 +1,271 @@
+"""Data-parallel training: each process holds a shard of the rows; an all-reduce averages.
+
+Process r holds rows [offset_r, offset_r + n_r) of a data set of n rows, computes the mean
+loss and gradients over the rows it holds, and the processes sum
+
+    n_r * mean_r   (= the sum over process r's rows)   and   n_r
+
+with one all-reduce. The average is exact whatever the shard sizes:
+
+    sum_r n_r * mean_r / sum_r n_r  =  1/n * sum_i term_i  =  the single-process mean.
+
+Mini-batches: every process draws the same global batch (the training loop's seeded
+permutation of all n rows) and keeps the rows of it that it holds, so the global batch is
+split across processes exactly as the data is, and a step equals the single-process step.
+A process holding none of a batch's rows adds zeros. `DistributedEngine` wraps any engine
+(either twin), so the one training loop runs unchanged; `Shard` is the data it is given.
+
+Rounding: the sums in float64 of n_r * mean_r over W processes, the product by n_r and the
+division by n add at most W + 1 roundings to each term's path; `extra_roundings` says so,
+and `parity.tolerance` takes them as `ops`. The gamma(K) bound holds for any order of
+summation, so splitting one sum into W partial sums needs nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from gradtwin.data import Dataset
+from gradtwin.devices import torch_dtype
+from gradtwin.engines import Engine
+from gradtwin.errors import UsageError
+
+TIMEOUT = datetime.timedelta(seconds=300)
+
+
+def extra_roundings(world: int) -> int:
+    """Roundings the all-reduce adds to a term: the product by n_r, W - 1 sums, one division."""
+    return world + 1
+
+
+def split_rows(n: int, world: int, weights: Sequence[float] | None = None) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) rows of each of `world` shards of n rows.
+
+    Default: sizes differ by at most one row. `weights` gives the shards proportional sizes
+    (rounded down, the remainder to the first shards), to test or balance uneven shards.
+    """
+    if world < 1:
+        raise UsageError(f"world size must be >= 1; got {world}")
+    if weights is None:
+        weights = [1.0] * world
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (world,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise UsageError(f"weights must be {world} finite numbers >= 0, not all 0; got {list(weights)!r}")
+    sizes = np.floor(n * w / w.sum()).astype(np.int64)
+    sizes[: n - int(sizes.sum())] += 1
+    stops = np.cumsum(sizes)
+    return [(int(stop - size), int(stop)) for size, stop in zip(sizes, stops, strict=True)]
+
+
+@dataclass(frozen=True)
+class Shard(Dataset):
+    """This process's rows [offset, offset + len(X)) of a data set of `total` rows.
+
+    `n` is the whole data set's size, so the training loop draws its mini-batches from all
+    the rows, as a single process would; X and Y hold only this process's rows.
+    """
+
+    offset: int = 0
+    total: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.total
+
+
+def shard(data: Dataset, rank: int, world: int, weights: Sequence[float] | None = None) -> Shard:
+    """Process `rank`'s contiguous shard of `data` (see `split_rows`)."""
+    start, stop = split_rows(data.n, world, weights)[rank]
+    return Shard(
+        data.X[start:stop], data.Y[start:stop], data.name, data.x_name, data.y_name, offset=start, total=data.n
+    )
+
+
+class DistributedEngine(Engine):
+    """Wraps an engine: its loss and gradients are averaged over all processes' shards."""
+
+    def __init__(self, inner: Engine, data: Shard, group: Any = None) -> None:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise UsageError("DistributedEngine needs torch.distributed initialized (see gradtwin.distributed)")
+        self.inner = inner
+        self.model = inner.model
+        self.dtype = inner.dtype
+        self.device = inner.device
+        self.name = inner.name
+        self.group = group
+        self.start, self.stop = data.offset, data.offset + int(data.X.shape[0])
+        nccl = dist.get_backend(group) == "nccl"
+        self.comm_device = inner.device if nccl else torch.device("cpu")
+
+    def asarray(self, values: np.ndarray) -> Any:
+        return self.inner.asarray(values)
+
+    def to_numpy(self, values: Any) -> np.ndarray:
+        return self.inner.to_numpy(values)
+
+    def params(self, params: dict[str, np.ndarray]) -> dict[str, Any]:
+        return self.inner.params(params)
+
+    # an instance method, not the base's static one: the step is the wrapped engine's
+    def update(self, params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:  # type: ignore[override]
+        self.inner.update(params, grads, lr)
+
+    def take(self, values: Any, rows: np.ndarray) -> Any:
+        """The rows of the global batch `rows` that this process holds, in local numbering."""
+        mine = rows[(rows >= self.start) & (rows < self.stop)] - self.start
+        return self.inner.take(values, mine)
+
+    def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
+        count = int(X.shape[0])
+        value = self.inner.loss(params, X, Y) if count else None
+        return self._average(count, value, None, params)[0]
+
+    def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
+        count = int(X.shape[0])
+        value, grads = self.inner.loss_and_gradients(params, X, Y) if count else (None, None)
+        return self._average(count, value, grads if count else {}, params)
+
+    def _average(
+        self, count: int, value: Any, grads: dict[str, Any] | None, params: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """All-reduce [n_r * loss, n_r * grads..., n_r] in float64, then divide by the total.
+
+        `grads` None: the loss only. A process with no rows (count 0) sends zeros.
+        """
+        shapes = {k: tuple(p.shape) for k, p in params.items()} if grads is not None else {}
+        sizes = {k: int(np.prod(shape)) for k, shape in shapes.items()}
+        if count:
+            parts = [_flat64(value, self.comm_device)] + [_flat64(grads[k], self.comm_device) for k in shapes]  # type: ignore[index]
+            buffer = torch.cat([*parts, torch.ones(1, dtype=torch.float64, device=self.comm_device)]) * float(count)
+        else:
+            buffer = torch.zeros(2 + sum(sizes.values()), dtype=torch.float64, device=self.comm_device)
+        dist.all_reduce(buffer, group=self.group)  # (1 + params + 1,)
+        mean = buffer[:-1] / buffer[-1]  # (1 + params,)
+        out, at = {}, 1
+        for k, shape in shapes.items():
+            out[k] = self._like(mean[at : at + sizes[k]].reshape(shape))
+            at += sizes[k]
+        return self._like(mean[0].reshape(())), out
+
+    def _like(self, values: torch.Tensor) -> Any:
+        """`values` (float64) as an array of the inner engine: its dtype, device and library."""
+        if getattr(self.inner, "use_torch", True):
+            return values.to(device=self.inner.device, dtype=torch_dtype(self.dtype))
+        return self.inner.asarray(values.cpu().numpy())
+
+
+def _flat64(values: Any, device: torch.device) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        return values.detach().reshape(-1).to(device=device, dtype=torch.float64)
+    return torch.from_numpy(np.asarray(values, dtype=np.float64).reshape(-1)).to(device)
+
+
+def setup(device: str) -> str:
+    """Join the process group that torchrun (or `launch`) describes in the environment.
+
+    Without WORLD_SIZE in the environment this is one process and nothing happens. The
+    backend is NCCL when the run is on CUDA (each process on GPU LOCAL_RANK), gloo
+    otherwise. Returns the device this process computes on.
+    """
+    env = os.environ
+    if "WORLD_SIZE" not in env:
+        return device
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_RANK", rank))
+    except (KeyError, ValueError):
+        raise UsageError("WORLD_SIZE is set, so RANK and LOCAL_RANK must be integers too (as torchrun sets)") from None
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)  # NCCL builds its communicator on the current device
+    if not dist.is_initialized():
+        backend = "nccl" if cuda else "gloo"
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
+    return device
+
+
+def rank() -> int:
+    """This process's rank, 0 outside a process group."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """How many processes train together, 1 outside a process group."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0, limit: float | None = None) -> int:
+    """Run fn(*args) in `nproc` fresh processes that form a group on 127.0.0.1.
+
+    Each process finds RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in its
+    environment, as under torchrun, so `setup` joins the group. Returns 0, or the exit code
+    of the first process that failed. Once one has failed the others get `grace` seconds
+    to finish (they usually stop for the same reason) before they are stopped, so that
+    none waits for a collective that can never complete. With `limit` (seconds), processes
+    still running then are stopped and the result is 124, as `timeout` reports.
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise UsageError(f"nproc must be an integer >= 1; got {nproc!r}")
+    import multiprocessing.connection
+
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(
+        _worker, args=(nproc, free_port(), fn, args), nprocs=nproc, join=False, start_method="spawn"
+    )
+    assert context is not None
+    processes = context.processes
+    first_failure = 0
+    deadline = None if limit is None else time.monotonic() + limit
+    while any(p.exitcode is None for p in processes):
+        running = [p.sentinel for p in processes if p.exitcode is None]
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        multiprocessing.connection.wait(running, timeout)
+        for p in processes:
+            if p.exitcode is not None and p.exitcode != 0 and first_failure == 0:
+                first_failure = p.exitcode if p.exitcode > 0 else 1
+                deadline = time.monotonic() + grace
+        if deadline is not None and time.monotonic() >= deadline:
+            first_failure = first_failure or 124
+            for p in processes:
+                if p.exitcode is None:
+                    p.terminate()
+            for p in processes:
+                p.join()
+    return first_failure
+
+
+def _worker(rank: int, nproc: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(nproc),
+        LOCAL_WORLD_SIZE=str(nproc),
+    )
+    try:
+        code = fn(*args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if code:
+        raise SystemExit(int(code))
