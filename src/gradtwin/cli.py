@@ -11,11 +11,13 @@ from typing import Any, NoReturn
 import numpy as np
 
 from gradtwin import data as datasets
+from gradtwin import labelled
 from gradtwin.check import check_model
 from gradtwin.engines import ENGINES, make_engine
 from gradtwin.errors import DivergedError, GradtwinError
 from gradtwin.files import atomic_write
-from gradtwin.models import MODELS, Model, get_model
+from gradtwin.metrics import accuracy
+from gradtwin.models import MODELS, Model, configure, get_model
 from gradtwin.parity import finite_or_none, format_table, history_max_abs_diff, worst
 from gradtwin.reference import least_squares
 from gradtwin.train import TrainResult, train
@@ -31,7 +33,10 @@ class _Parser(argparse.ArgumentParser):
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
-        "--data", default=None, help="'diabetes' (bundled), 'synthetic', or a CSV file (default: the model's own data)"
+        "--data",
+        default=None,
+        help=f"'diabetes', {', '.join(repr(k) for k in labelled.BUNDLED)} (bundled), 'synthetic', "
+        "or a CSV file (default: the model's own data)",
     )
     g.add_argument("--x", default="0", help="CSV column of X: header name or 0-based position (default 0)")
     g.add_argument("--y", default="1", help="CSV column of Y: header name or 0-based position (default 1)")
@@ -49,8 +54,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
     p.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate, a positive finite number (default 0.1)")
-    p.add_argument("--iterations", type=int, default=iterations, help=f"iteration budget (default {iterations})")
+    p.add_argument("--lr", type=float, default=None, help="learning rate > 0 (default: the model's)")
+    p.add_argument("--iterations", type=int, default=None, help="iteration budget (default: the model's)")
+    p.add_argument("--hidden", type=int, default=None, help="mlp only: hidden units (default 32)")
+    p.add_argument("--activation", default=None, help="mlp only: tanh, relu or sigmoid (default: the model's)")
     p.add_argument("--target-loss", type=float, default=None, help="stop once the loss is at or below this")
     p.add_argument("--seed", type=int, default=None, help="start from seeded random parameters (default: zeros)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
@@ -81,7 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--device", default="cpu")
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--json", action="store_true")
+
+    sub.add_parser("list", help="the registered models: parameters, default data and settings")
     return parser
+
+
+def _model(args: argparse.Namespace) -> Model:
+    """The model --model names, with --hidden/--activation applied; fills in its default lr/iterations."""
+    model = configure(get_model(args.model), hidden=args.hidden, activation=args.activation)
+    if args.lr is None:
+        args.lr = model.default_lr
+    if args.iterations is None:
+        args.iterations = model.default_iterations
+    return model
 
 
 def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
@@ -89,6 +108,10 @@ def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
     if args.data is None:
         data = model.default_data()
         return data if args.standardize or not data.standardized else _unstandardized(model)
+    if args.data in labelled.BUNDLED:  # held out and prepared by their loaders
+        return labelled.BUNDLED[args.data](True)
+    if args.data == "synthetic" and model.synthetic is not None:
+        return model.synthetic(args.n, args.data_seed)
     if args.data == "diabetes":
         data = datasets.load_diabetes_bmi()
     elif args.data == "synthetic":
@@ -160,7 +183,7 @@ def _fmt(v: Any) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    model = get_model(args.model)
+    model = _model(args)
     data = load_data(args, model)
     results = []
     for name in ENGINES:
@@ -169,11 +192,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
             results.append(_run(args, name, data, model, update))
     manual, autograd = results
     diffs = history_max_abs_diff(manual.history, autograd.history)
-    lsq = least_squares(data)
     if args.plot:
         from gradtwin.plots import plot_compare
 
         plot_compare(manual, autograd, args.plot, force=args.force)
+    if model.task == "classification":
+        scores = _accuracies(args, model, results, data)
+        if args.json:
+            _print_json(
+                {"manual": result_json(manual), "autograd": result_json(autograd), "max_abs_diff": diffs} | scores
+            )
+        else:
+            print(_classifier_table(manual, autograd, diffs, scores, data))
+        return _exit_for(results)
+    lsq = least_squares(data)
     if args.json:
         _print_json(
             {
@@ -186,6 +218,57 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(_compare_table(manual, autograd, diffs, lsq, data))
     return _exit_for(results)
+
+
+def _accuracies(
+    args: argparse.Namespace, model: Model, results: Sequence[TrainResult], data: datasets.Dataset
+) -> dict[str, dict[str, float]]:
+    """Each twin's accuracy, by its own predictions, on the training rows and the held-out rows."""
+    sets = {"train_accuracy": data} | ({"test_accuracy": data.test} if data.test is not None else {})
+    engines = {r.engine: make_engine(r.engine, model, args.dtype, args.device) for r in results}
+    return {key: {r.engine: accuracy(engines[r.engine], r.params, rows) for r in results} for key, rows in sets.items()}
+
+
+def _classifier_table(
+    m: TrainResult, a: TrainResult, diffs: dict[str, float], scores: dict[str, dict[str, float]], data: datasets.Dataset
+) -> str:
+    held_out = f", {data.test.n} held out" if data.test is not None else ", nothing held out"
+    lines = [
+        f"{m.model} on {data.name}: n={data.n} training rows{held_out}, {data.x_name}; "
+        f"{m.dtype} on {a.device}; lr={m.lr:g}",
+        "",
+    ]
+    rows: list[tuple[str, str, str]] = [("", "manual (NumPy)", "autograd (PyTorch)")]
+    rows.append(("loss", f"{m.loss:.10g}", f"{a.loss:.10g}"))
+    for key, label in (("train_accuracy", "training accuracy"), ("test_accuracy", "held-out accuracy")):
+        if key in scores:
+            rows.append((label, f"{scores[key]['manual']:.2%}", f"{scores[key]['autograd']:.2%}"))
+    rows.append(("iterations", str(m.iterations), str(a.iterations)))
+    rows.append(("stop reason", m.stop_reason, a.stop_reason))
+    rows.append(("time / iteration", _time(m.seconds_per_iteration), _time(a.seconds_per_iteration)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [
+        "",
+        f"largest |manual - autograd| over the whole run ({m.history.iteration.size} recorded iterations):",
+        "  " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()),
+    ]
+    lines += [f"{r.engine}: {r.message}" for r in (m, a) if r.message]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Each model: what it is, its parameters' shapes on its default data, that data, its settings."""
+    for model in MODELS.values():
+        data = model.default_data()
+        shapes = ", ".join(f"{k} {tuple(v)}" for k, v in model.param_shapes(data).items())
+        held = f" + {data.test.n} held out" if data.test is not None else ""
+        options = "".join(f", {k}={v}" for k, v in model.options.items())
+        print(f"{model.name}: {model.description}")
+        print(f"  parameters: {shapes}")
+        print(f"  default data: {data.name} ({data.n} rows{held}); {model.task}")
+        print(f"  defaults: lr={model.default_lr:g}, iterations={model.default_iterations}{options}")
+    return 0
 
 
 def _compare_table(
@@ -236,7 +319,7 @@ def _exit_for(results: Sequence[TrainResult]) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    model = get_model(args.model)
+    model = _model(args)
     data = load_data(args, model)
     update, bar = _progress(args.iterations, args.engine)
     with bar:
@@ -303,7 +386,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"compare": cmd_compare, "train": cmd_train, "check": cmd_check}
+    commands = {"compare": cmd_compare, "train": cmd_train, "check": cmd_check, "list": cmd_list}
     try:
         return commands[args.command](args)
     except GradtwinError as e:

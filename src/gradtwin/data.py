@@ -14,7 +14,10 @@ from gradtwin.errors import DataError
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features X (n,) or (n, d) and targets Y (n,), float64, validated finite and non-empty."""
+    """Features X (n,) or (n, d), float64, and targets Y (n,): float64 values or int64 class labels.
+
+    `test` is a held-out split of the same source (prepared like X, never trained on), or None.
+    """
 
     X: np.ndarray
     Y: np.ndarray
@@ -25,6 +28,7 @@ class Dataset:
     x_mean: np.ndarray | float = 0.0
     x_std: np.ndarray | float = 1.0
     notes: dict[str, str] = field(default_factory=dict)
+    test: Dataset | None = None
 
     @property
     def n(self) -> int:
@@ -79,7 +83,10 @@ def standardize(data: Dataset) -> Dataset:
     std = data.X.std(axis=0)
     if np.any(std == 0):
         raise DataError(f"{data.name}: X is constant, so it cannot be standardized")
-    return replace(data, X=(data.X - mean) / std, standardized=True, x_mean=mean, x_std=std)
+    test = data.test
+    if test is not None:  # scaled by the training rows' statistics: the test rows stay unseen
+        test = replace(test, X=(test.X - mean) / std, standardized=True, x_mean=mean, x_std=std)
+    return replace(data, X=(data.X - mean) / std, standardized=True, x_mean=mean, x_std=std, test=test)
 
 
 def _column_index(spec: str | int, header: list[str] | None, width: int, path: str, arg: str) -> int:
