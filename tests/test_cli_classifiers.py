@@ -51,3 +51,14 @@ def test_check_all_covers_every_model(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["check", "--model", "all", "--points", "1", "--dtype", "float32", "--json"]) == 0
     checked = {c["comparison"].split(":")[0] for c in json.loads(capsys.readouterr().out)}
     assert checked == set(MODELS)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"), [("softmax", "diabetes", "integer class labels"), ("logistic", "iris", "0..1")]
+)
+def test_classifier_refuses_data_it_cannot_fit(
+    name: str, data: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "--model", name, "--data", data]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gradtwin: ") and message in err and "Traceback" not in err

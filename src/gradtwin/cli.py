@@ -124,7 +124,10 @@ def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
 def _unstandardized(model: Model) -> datasets.Dataset:
     data = model.default_data()
     X = data.X * data.x_std + data.x_mean
-    return datasets.Dataset(X, data.Y, data.name, data.x_name, data.y_name)
+    test = data.test
+    if test is not None:
+        test = datasets.Dataset(test.X * data.x_std + data.x_mean, test.Y, test.name, data.x_name, data.y_name)
+    return datasets.Dataset(X, data.Y, data.name, data.x_name, data.y_name, test=test)
 
 
 def _run(

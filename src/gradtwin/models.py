@@ -17,7 +17,7 @@ from gradtwin.autograd import logistic as autograd_logistic
 from gradtwin.autograd import mlp as autograd_mlp
 from gradtwin.autograd import softmax as autograd_softmax
 from gradtwin.data import Dataset, load_diabetes_bmi, standardize
-from gradtwin.errors import UsageError
+from gradtwin.errors import DataError, UsageError
 from gradtwin.manual import linear1d as manual_linear1d
 from gradtwin.manual import logistic as manual_logistic
 from gradtwin.manual import mlp as manual_mlp
@@ -113,9 +113,36 @@ def _random_labelled(rng: np.random.Generator, n_max: int, d_max: int, k_max: in
     return Dataset(_random_features(rng, n, d), labels, name="random", y_name="class")
 
 
-def n_classes(data: Dataset) -> int:
-    """Classes k of integer labels 0..k-1: the largest label + 1."""
-    return int(np.max(data.Y)) + 1
+def n_classes(data: Dataset, most: int | None = None) -> int:
+    """Classes k of integer labels 0..k-1 (the largest label + 1); refuses data that are not labelled.
+
+    `most` caps k (2 for the binary model).
+    """
+    if data.X.ndim != 2 or not np.issubdtype(data.Y.dtype, np.integer) or np.min(data.Y) < 0:
+        raise DataError(
+            f"{data.name}: a classifier needs X of shape (n, d) and integer class labels 0, 1, ...; "
+            f"got X of shape {data.X.shape} and Y of dtype {data.Y.dtype}"
+            + (f" from {np.min(data.Y)}" if np.issubdtype(data.Y.dtype, np.integer) else "")
+        )
+    k = int(np.max(data.Y)) + 1
+    if most is not None and k > most:
+        raise DataError(f"{data.name}: labels must be 0..{most - 1} for this model; got labels up to {k - 1}")
+    return k
+
+
+def _logistic_shapes(data: Dataset) -> dict[str, tuple[int, ...]]:
+    n_classes(data, most=2)
+    return {"w": (data.X.shape[1],), "b": ()}
+
+
+def _softmax_shapes(data: Dataset) -> dict[str, tuple[int, ...]]:
+    k = n_classes(data)
+    return {"W": (data.X.shape[1], k), "b": (k,)}
+
+
+def _mlp_shapes(data: Dataset, hidden: int) -> dict[str, tuple[int, ...]]:
+    k = n_classes(data)
+    return {"W1": (data.X.shape[1], hidden), "b1": (hidden,), "W2": (hidden, k), "b2": (k,)}
 
 
 def _glorot(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> Params:
@@ -168,12 +195,7 @@ def mlp(hidden: int = 32, activation: str = "tanh") -> Model:
         manual=_bind(manual_mlp, activation=activation),
         autograd=_bind(autograd_mlp, activation=activation),
         description=f"one hidden layer of {h} {activation} units, softmax output, mean cross-entropy",
-        param_shapes=lambda data: {
-            "W1": (data.X.shape[1], h),
-            "b1": (h,),
-            "W2": (h, n_classes(data)),
-            "b2": (n_classes(data),),
-        },
+        param_shapes=functools.partial(_mlp_shapes, hidden=h),
         default_data=lambda: labelled.load_digits(),
         # hidden width drawn per problem, not `h`: parity must hold at any width
         random_data=_random_labelled_mlp,
@@ -218,7 +240,7 @@ MODELS: dict[str, Model] = {
         manual=manual_logistic,
         autograd=autograd_logistic,
         description="binary logistic regression: z = X @ w + b, mean cross-entropy from the logits",
-        param_shapes=lambda data: {"w": (data.X.shape[1],), "b": ()},
+        param_shapes=_logistic_shapes,
         default_data=lambda: labelled.load_breast_cancer(),
         random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=6, k_max=2),
         task="classification",
@@ -231,7 +253,10 @@ MODELS: dict[str, Model] = {
         manual=manual_softmax,
         autograd=autograd_softmax,
         description="multinomial logistic regression: Z = X @ W + b, mean cross-entropy by log-sum-exp",
-        param_shapes=lambda data: {"W": (data.X.shape[1], n_classes(data)), "b": (n_classes(data),)},
+        param_shapes=lambda data: {
+            "W": (n_classes(data) and data.X.shape[1], n_classes(data)),
+            "b": (n_classes(data),),
+        },
         default_data=lambda: labelled.load_wine(),
         random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=5, k_max=5),
         task="classification",
