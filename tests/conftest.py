@@ -1,6 +1,8 @@
-"""Shared test fixtures: the device axis, and hypothesis settings that keep the suite quick."""
+"""Shared test settings: the device axis, one torch thread, hypothesis settings that keep the suite quick."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,3 +21,13 @@ DTYPES = ["float64", "float32"]
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread per test process: under `pytest -n 2` on two cores, two threads per
+    worker spin against each other and make small torch ops 10-50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

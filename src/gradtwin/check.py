@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -12,10 +13,20 @@ from gradtwin.models import Model
 from gradtwin.parity import ParamCheck, compare, finite_differences, tolerance
 
 
-def rounding_terms(model: Model, data: Dataset) -> int:
-    """How many terms the longest sum in the model's loss and gradients adds up."""
+def rounding_terms(model: Model, data: Dataset, params: dict[str, np.ndarray] | None = None) -> int:
+    """How many roundings the longest chain in the model's loss and gradients passes through.
+
+    The manual twin's `rounding_terms(X)`, or `rounding_terms(X, params)` where the chain
+    also runs through sums whose length only the parameters' shapes tell (classes, units).
+    """
     terms = getattr(model.manual, "rounding_terms", None)
-    return int(terms(data.X)) if terms is not None else int(data.X.shape[0])
+    if terms is None:
+        return int(data.X.shape[0])
+    if "params" in inspect.signature(terms).parameters:
+        if params is None:
+            raise ValueError(f"{model.name}: rounding_terms needs the parameters")
+        return int(terms(data.X, params))
+    return int(terms(data.X))
 
 
 def check_point(
@@ -37,7 +48,7 @@ def check_point(
     `manual_module` replaces the model's manual twin (to plant a bug and see it caught).
     """
     manual_twin = manual_module if manual_module is not None else model.manual
-    K = rounding_terms(model, data)
+    K = rounding_terms(model, data, params)
     p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     X64, Y64 = data.X, data.Y
     grad_scale = model.manual.gradient_scale(p64, X64, Y64)

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from gradtwin import data as datasets
-from gradtwin import distributed
+from gradtwin import distributed, labelled
 from gradtwin.check import check_model
 from gradtwin.devices import resolve_device
 from gradtwin.engines import ENGINES, Engine, make_engine
 from gradtwin.errors import DivergedError, GradtwinError, UsageError
 from gradtwin.files import atomic_write, check_target
-from gradtwin.models import MODELS, Model, get_model
+from gradtwin.metrics import accuracy
+from gradtwin.models import MODELS, Model, configure, get_model
 from gradtwin.parity import finite_or_none, format_table, history_max_abs_diff, worst
 from gradtwin.reference import least_squares
 from gradtwin.train import TrainResult, train
@@ -62,7 +63,10 @@ nonnegative_int = _number(int, 0, False, "a whole number >= 0")
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
-        "--data", default=None, help="'diabetes' (bundled), 'synthetic', or a CSV file (default: the model's own data)"
+        "--data",
+        default=None,
+        help=f"'diabetes', {', '.join(repr(k) for k in labelled.BUNDLED)} (bundled), 'synthetic', "
+        "or a CSV file (default: the model's own data)",
     )
     g.add_argument("--x", default="0", help="CSV column of X: header name or 0-based position (default 0)")
     g.add_argument("--y", default="1", help="CSV column of Y: header name or 0-based position (default 1)")
@@ -81,11 +85,11 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
     p.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
     p.add_argument(
-        "--lr", type=positive_float, default=0.1, help="learning rate, a positive finite number (default 0.1)"
+        "--lr", type=positive_float, default=None, help="learning rate, a positive finite number (default: the model's)"
     )
-    p.add_argument(
-        "--iterations", type=positive_int, default=iterations, help=f"iteration budget (default {iterations})"
-    )
+    p.add_argument("--iterations", type=positive_int, default=None, help="iteration budget (default: the model's)")
+    p.add_argument("--hidden", type=positive_int, default=None, help="mlp only: hidden units (default 32)")
+    p.add_argument("--activation", default=None, help="mlp only: tanh, relu or sigmoid (default: the model's)")
     p.add_argument("--target-loss", type=nonnegative_float, default=None, help="stop once the loss is at or below this")
     p.add_argument(
         "--seed", type=nonnegative_int, default=None, help="start from seeded random parameters (default: zeros)"
@@ -132,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--device", default="cpu")
     check.add_argument("--seed", type=nonnegative_int, default=0)
     check.add_argument("--json", action="store_true")
+
+    sub.add_parser("list", help="the registered models: parameters, default data and settings")
     return parser
 
 
@@ -143,11 +149,25 @@ def preflight(args: argparse.Namespace, outputs: Sequence[str | None] = ()) -> N
             check_target(path, getattr(args, "force", False))
 
 
+def _model(args: argparse.Namespace) -> Model:
+    """The model --model names, with --hidden/--activation applied; fills in its default lr/iterations."""
+    model = configure(get_model(args.model), hidden=args.hidden, activation=args.activation)
+    if args.lr is None:
+        args.lr = model.default_lr
+    if args.iterations is None:
+        args.iterations = model.default_iterations
+    return model
+
+
 def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
     """The data the options name, standardized unless --no-standardize."""
     if args.data is None:
         data = model.default_data()
         return data if args.standardize or not data.standardized else _unstandardized(model)
+    if args.data in labelled.BUNDLED:  # held out and prepared by their loaders
+        return labelled.BUNDLED[args.data](True)
+    if args.data == "synthetic" and model.synthetic is not None:
+        return model.synthetic(args.n, args.data_seed)
     if args.data == "diabetes":
         data = datasets.load_diabetes_bmi()
     elif args.data == "synthetic":
@@ -160,7 +180,10 @@ def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
 def _unstandardized(model: Model) -> datasets.Dataset:
     data = model.default_data()
     X = data.X * data.x_std + data.x_mean
-    return datasets.Dataset(X, data.Y, data.name, data.x_name, data.y_name)
+    test = data.test
+    if test is not None:
+        test = datasets.Dataset(test.X * data.x_std + data.x_mean, test.Y, test.name, data.x_name, data.y_name)
+    return datasets.Dataset(X, data.Y, data.name, data.x_name, data.y_name, test=test)
 
 
 def _run(
@@ -203,7 +226,7 @@ def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
         raise UsageError(f"nproc must be an integer >= 1; got {args.nproc}")
     if args.nproc == 1 or "WORLD_SIZE" in os.environ:
         return None
-    model = get_model(args.model)
+    model = _model(args)
     load_data(args, model)  # a data error is reported once, here, not by every process
     device = resolve_device(args.device, args.dtype)
     if device.type == "cuda" and args.nproc > torch.cuda.device_count():
@@ -253,7 +276,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     launched = _launch(args, argv)
     if launched is not None:
         return launched
-    model = get_model(args.model)
+    model = _model(args)
     preflight(args, [args.plot])
     data = load_data(args, model)
     results = []
@@ -265,14 +288,23 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     if distributed.rank() != 0:
         return _exit_for(results)  # process 0 reports for all
     diffs = history_max_abs_diff(manual.history, autograd.history)
-    try:
-        lsq = least_squares(data)
-    except np.linalg.LinAlgError:  # data at the edge of float64's range; the table says n/a
-        lsq = {name: np.full(np.shape(v), np.nan) for name, v in manual.params.items()}
     if args.plot:
         from gradtwin.plots import plot_compare
 
         plot_compare(manual, autograd, args.plot, force=args.force)
+    if model.task == "classification":
+        scores = _accuracies(args, model, results, data)
+        if args.json:
+            _print_json(
+                {"manual": result_json(manual), "autograd": result_json(autograd), "max_abs_diff": diffs} | scores
+            )
+        else:
+            print(_classifier_table(manual, autograd, diffs, scores, data))
+        return _exit_for(results)
+    try:
+        lsq = least_squares(data)
+    except np.linalg.LinAlgError:  # data at the edge of float64's range; the table says n/a
+        lsq = {name: np.full(np.shape(v), np.nan) for name, v in manual.params.items()}
     if args.json:
         _print_json(
             {
@@ -285,6 +317,57 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     else:
         print(_compare_table(manual, autograd, diffs, lsq, data))
     return _exit_for(results)
+
+
+def _accuracies(
+    args: argparse.Namespace, model: Model, results: Sequence[TrainResult], data: datasets.Dataset
+) -> dict[str, dict[str, float]]:
+    """Each twin's accuracy, by its own predictions, on the training rows and the held-out rows."""
+    sets = {"train_accuracy": data} | ({"test_accuracy": data.test} if data.test is not None else {})
+    engines = {r.engine: make_engine(r.engine, model, args.dtype, args.device) for r in results}
+    return {key: {r.engine: accuracy(engines[r.engine], r.params, rows) for r in results} for key, rows in sets.items()}
+
+
+def _classifier_table(
+    m: TrainResult, a: TrainResult, diffs: dict[str, float], scores: dict[str, dict[str, float]], data: datasets.Dataset
+) -> str:
+    held_out = f", {data.test.n} held out" if data.test is not None else ", nothing held out"
+    lines = [
+        f"{m.model} on {data.name}: n={data.n} training rows{held_out}, {data.x_name}; "
+        f"{m.dtype} on {a.device}; lr={m.lr:g}",
+        "",
+    ]
+    rows: list[tuple[str, str, str]] = [("", "manual (NumPy)", "autograd (PyTorch)")]
+    rows.append(("loss", f"{m.loss:.10g}", f"{a.loss:.10g}"))
+    for key, label in (("train_accuracy", "training accuracy"), ("test_accuracy", "held-out accuracy")):
+        if key in scores:
+            rows.append((label, f"{scores[key]['manual']:.2%}", f"{scores[key]['autograd']:.2%}"))
+    rows.append(("iterations", str(m.iterations), str(a.iterations)))
+    rows.append(("stop reason", m.stop_reason, a.stop_reason))
+    rows.append(("time / iteration", _time(m.seconds_per_iteration), _time(a.seconds_per_iteration)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [
+        "",
+        f"largest |manual - autograd| over the whole run ({m.history.iteration.size} recorded iterations):",
+        "  " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()),
+    ]
+    lines += [f"{r.engine}: {r.message}" for r in (m, a) if r.message]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Each model: what it is, its parameters' shapes on its default data, that data, its settings."""
+    for model in MODELS.values():
+        data = model.default_data()
+        shapes = ", ".join(f"{k} {tuple(v)}" for k, v in model.param_shapes(data).items())
+        held = f" + {data.test.n} held out" if data.test is not None else ""
+        options = "".join(f", {k}={v}" for k, v in model.options.items())
+        print(f"{model.name}: {model.description}")
+        print(f"  parameters: {shapes}")
+        print(f"  default data: {data.name} ({data.n} rows{held}); {model.task}")
+        print(f"  defaults: lr={model.default_lr:g}, iterations={model.default_iterations}{options}")
+    return 0
 
 
 def _compare_table(
@@ -339,7 +422,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> in
     launched = _launch(args, argv)
     if launched is not None:
         return launched
-    model = get_model(args.model)
+    model = _model(args)
     preflight(args, [args.history])
     data = load_data(args, model)
     update, bar = _progress(args.iterations, args.engine)
@@ -416,8 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # NumPy's overflow warnings would add lines to stderr; every result is checked for
         # finiteness where it matters (divergence, data), so they say nothing new.
         with np.errstate(all="ignore"):
-            if args.command == "check":
-                return cmd_check(args)
+            if args.command in ("check", "list"):
+                return {"check": cmd_check, "list": cmd_list}[args.command](args)
             return {"compare": cmd_compare, "train": cmd_train}[args.command](args, argv)
     except GradtwinError as e:
         if distributed.rank() == 0:

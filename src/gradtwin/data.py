@@ -18,7 +18,10 @@ from gradtwin.errors import DataError, DataTypeError, UsageError
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features X (n,) or (n, d) and targets Y (n,), float64, validated finite and non-empty."""
+    """Features X (n,) or (n, d), float64, and targets Y (n,): float64 values or int64 class labels.
+
+    `test` is a held-out split of the same source (prepared like X, never trained on), or None.
+    """
 
     X: np.ndarray
     Y: np.ndarray
@@ -29,12 +32,13 @@ class Dataset:
     x_mean: np.ndarray | float = 0.0
     x_std: np.ndarray | float = 1.0
     notes: dict[str, str] = field(default_factory=dict)
+    test: Dataset | None = None
 
     def __post_init__(self) -> None:
         # The one gate every data set passes: whatever built it (a file, a generator, a
         # caller's arrays), the models downstream see real, finite float64 of agreeing rows.
         X = as_real(self.X, "X", self.name)
-        Y = as_real(self.Y, "Y", self.name)
+        Y = as_labels_or_real(self.Y, "Y", self.name)
         if X.ndim not in (1, 2):
             raise DataError(f"{self.name}: X must be 1-D (n,) or 2-D (n, d); got shape {X.shape}")
         if Y.ndim not in (1, 2):
@@ -75,6 +79,14 @@ def as_real(values: Any, label: str, source: str) -> np.ndarray:
     if kind not in "biuf":
         raise DataTypeError(f"{source}: {label} must hold real numbers; got dtype {arr.dtype}")
     return np.asarray(arr, dtype=np.float64, order="C")
+
+
+def as_labels_or_real(values: Any, label: str, source: str) -> np.ndarray:
+    """Integer arrays are class labels and stay integers (int64); anything else as `as_real`."""
+    arr = values if isinstance(values, np.ndarray) else None
+    if arr is not None and arr.dtype.kind in "iu":
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    return as_real(values, label, source)
 
 
 def check_xy(X: np.ndarray, Y: np.ndarray, source: str) -> None:
@@ -137,7 +149,10 @@ def standardize(data: Dataset) -> Dataset:
         raise DataError(f"{data.name}: X is constant, so it cannot be standardized")
     if not (np.all(np.isfinite(std)) and np.all(np.isfinite(X))):
         raise DataError(f"{data.name}: X spreads beyond float64's range, so it cannot be standardized")
-    return replace(data, X=X, standardized=True, x_mean=mean, x_std=std)
+    test = data.test
+    if test is not None:  # scaled by the training rows' statistics: the test rows stay unseen
+        test = replace(test, X=(test.X - mean) / std, standardized=True, x_mean=mean, x_std=std)
+    return replace(data, X=X, standardized=True, x_mean=mean, x_std=std, test=test)
 
 
 def _column_index(spec: str | int, header: list[str] | None, width: int, path: str, arg: str) -> int:

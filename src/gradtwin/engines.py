@@ -55,6 +55,9 @@ class Engine:
     def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
         raise NotImplementedError
 
+    def predict(self, params: dict[str, Any], X: Any) -> Any:
+        raise NotImplementedError  # the twin's own predictions (class labels for classifiers)
+
     @staticmethod
     def update(params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:
         """Gradient-descent step in place: p -= lr * g (the same two roundings everywhere)."""
@@ -81,14 +84,17 @@ class ManualEngine(Engine):
 
     def asarray(self, values: np.ndarray) -> Any:
         if self.use_torch:
-            return torch.as_tensor(values, dtype=torch_dtype(self.dtype), device=self.device)
-        return np.asarray(values, dtype=numpy_dtype(self.dtype))
+            return torch.as_tensor(values, dtype=_torch_dtype_for(values, self.dtype), device=self.device)
+        return np.asarray(values, dtype=np.int64 if _is_labels(values) else numpy_dtype(self.dtype))
 
     def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
         return self.model.manual.loss(params, X, Y)
 
     def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
         return self.loss(params, X, Y), self.model.manual.gradients(params, X, Y)
+
+    def predict(self, params: dict[str, Any], X: Any) -> Any:
+        return self.model.manual.predict(params, X)
 
 
 class AutogradEngine(Engine):
@@ -97,7 +103,7 @@ class AutogradEngine(Engine):
     name = "autograd"
 
     def asarray(self, values: np.ndarray) -> Any:
-        return torch.as_tensor(values, dtype=torch_dtype(self.dtype), device=self.device)
+        return torch.as_tensor(values, dtype=_torch_dtype_for(values, self.dtype), device=self.device)
 
     def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
         with torch.no_grad():
@@ -106,10 +112,23 @@ class AutogradEngine(Engine):
     def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
         return loss_and_gradients(self.model.autograd.loss, params, X, Y)
 
+    def predict(self, params: dict[str, Any], X: Any) -> Any:
+        with torch.no_grad():
+            return self.model.autograd.predict(params, X)
+
     @staticmethod
     def update(params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:
         with torch.no_grad():
             Engine.update(params, grads, lr)
+
+
+def _is_labels(values: Any) -> bool:
+    """Integer arrays are class labels: they stay int64 (to index with), never cast to float."""
+    return np.issubdtype(np.asarray(values).dtype, np.integer)
+
+
+def _torch_dtype_for(values: Any, dtype: str) -> torch.dtype:
+    return torch.int64 if _is_labels(values) else torch_dtype(dtype)
 
 
 def make_engine(name: str, model: Model, dtype: str = "float64", device: str = "cpu", array: str = "auto") -> Engine:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
+from gradtwin import labelled
 from gradtwin.autograd import linear1d as autograd_linear1d
+from gradtwin.autograd import logistic as autograd_logistic
+from gradtwin.autograd import mlp as autograd_mlp
+from gradtwin.autograd import softmax as autograd_softmax
 from gradtwin.data import Dataset, load_diabetes_bmi, standardize
 from gradtwin.errors import DataError, UsageError
 from gradtwin.manual import linear1d as manual_linear1d
+from gradtwin.manual import logistic as manual_logistic
+from gradtwin.manual import mlp as manual_mlp
+from gradtwin.manual import softmax as manual_softmax
+from gradtwin.parity import fd_step, gamma
 
 Params = dict[str, np.ndarray]
 
@@ -31,6 +42,15 @@ class Model:
     x_ndim: int | None = None  # 1: X is (n,), one feature; 2: X is (n, d); None: either
     y_ndim: int | None = None  # 1: Y is (n,); None: whatever the Dataset allows
 
+    default_lr: float = 0.1
+    default_iterations: int = 300
+    # a model-specific start (the mlp: zeros would keep its hidden units identical forever)
+    init: Callable[[dict[str, tuple[int, ...]], np.random.Generator], Params] | None = None
+    # random problems must pass this (the relu mlp: no pre-activation near the kink)
+    admissible: Callable[[Params, Dataset], bool] | None = None
+    synthetic: Callable[[int, int], Dataset] | None = None  # (n, seed) -> data of this model's kind
+    options: dict[str, Any] = field(default_factory=dict)  # hyper-parameters, shown by `gradtwin list`
+
     def check_data(self, data: Dataset) -> None:
         """Refuse data of a shape this model cannot read, before it broadcasts into nonsense."""
         forms = {1: "1-D (n,)", 2: "2-D (n, d)"}
@@ -39,19 +59,31 @@ class Model:
                 raise DataError(f"{self.name} needs {label} {forms[ndim]}; got shape {arr.shape} from {data.name}")
 
     def init_params(self, data: Dataset, seed: int | None = None) -> Params:
-        """Zeros, as in the article, or seeded standard-normal values (float64)."""
+        """Zeros, as in the article, or seeded standard-normal values (float64).
+
+        A model with its own `init` draws from it, seeded by `seed` (0 when None).
+        """
         shapes = self.param_shapes(data)
+        if self.init is not None:
+            return self.init(shapes, np.random.default_rng(0 if seed is None else seed))
         if seed is None:
             return {name: np.zeros(shape) for name, shape in shapes.items()}
         rng = np.random.default_rng(seed)
         return {name: np.asarray(rng.standard_normal(shape)) for name, shape in shapes.items()}
 
     def random_problem(self, rng: np.random.Generator) -> tuple[Params, Dataset]:
-        """A random data set and parameters at random scales, for parity checks."""
-        data = self.random_data(rng)
-        scale = 10.0 ** rng.uniform(-2, 2)
-        params = {k: scale * v for k, v in self.init_params(data, int(rng.integers(2**31))).items()}
-        return params, data
+        """A random data set and standard-normal parameters at a random scale, for parity checks.
+
+        Redrawn until `admissible` accepts it (at most 1,000 draws).
+        """
+        for _ in range(1000):
+            data = self.random_data(rng)
+            scale = 10.0 ** rng.uniform(-2, 2)
+            shapes = self.param_shapes(data)
+            params = {k: scale * np.asarray(rng.standard_normal(shape)) for k, shape in shapes.items()}
+            if self.admissible is None or self.admissible(params, data):
+                return params, data
+        raise RuntimeError(f"{self.name}: no admissible random problem in 1,000 draws")
 
     def stable_lr(self, X: np.ndarray) -> float | None:
         """2 / lambda_max of the loss's Hessian where it is constant and finite, else None.
@@ -81,6 +113,132 @@ def _random_linear1d(rng: np.random.Generator) -> Dataset:
     return Dataset(X, Y, name="random")
 
 
+def _random_features(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """(n, d) features at a random scale and offset; one draw in four at 1e2..1e4, so that
+    together with parameters up to 1e2 the logits reach 1e3..1e7 (extreme, yet finite)."""
+    scale = 10.0 ** (rng.uniform(2, 4) if rng.random() < 0.25 else rng.uniform(-1, 1))
+    return scale * (rng.standard_normal((n, d)) + rng.standard_normal(d))
+
+
+def _random_labelled(rng: np.random.Generator, n_max: int, d_max: int, k_max: int) -> Dataset:
+    n, d, k = int(rng.integers(1, n_max + 1)), int(rng.integers(1, d_max + 1)), int(rng.integers(2, k_max + 1))
+    labels = rng.integers(0, k, size=n).astype(np.int64)  # (n,)
+    labels[0] = k - 1  # so the data name all k classes (the parameter shapes are read from it)
+    return Dataset(_random_features(rng, n, d), labels, name="random", y_name="class")
+
+
+def n_classes(data: Dataset, most: int | None = None) -> int:
+    """Classes k of integer labels 0..k-1 (the largest label + 1); refuses data that are not labelled.
+
+    `most` caps k (2 for the binary model).
+    """
+    if data.X.ndim != 2 or not np.issubdtype(data.Y.dtype, np.integer) or np.min(data.Y) < 0:
+        raise DataError(
+            f"{data.name}: a classifier needs X of shape (n, d) and integer class labels 0, 1, ...; "
+            f"got X of shape {data.X.shape} and Y of dtype {data.Y.dtype}"
+            + (f" from {np.min(data.Y)}" if np.issubdtype(data.Y.dtype, np.integer) else "")
+        )
+    k = int(np.max(data.Y)) + 1
+    if most is not None and k > most:
+        raise DataError(f"{data.name}: labels must be 0..{most - 1} for this model; got labels up to {k - 1}")
+    return k
+
+
+def _logistic_shapes(data: Dataset) -> dict[str, tuple[int, ...]]:
+    n_classes(data, most=2)
+    return {"w": (data.X.shape[1],), "b": ()}
+
+
+def _softmax_shapes(data: Dataset) -> dict[str, tuple[int, ...]]:
+    k = n_classes(data)
+    return {"W": (data.X.shape[1], k), "b": (k,)}
+
+
+def _mlp_shapes(data: Dataset, hidden: int) -> dict[str, tuple[int, ...]]:
+    k = n_classes(data)
+    return {"W1": (data.X.shape[1], hidden), "b1": (hidden,), "W2": (hidden, k), "b2": (k,)}
+
+
+def _glorot(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> Params:
+    """Weights ~ N(0, 1/fan_in) (so hidden units start unsaturated and different), biases 0."""
+    return {
+        name: rng.standard_normal(shape) / np.sqrt(shape[0]) if len(shape) == 2 else np.zeros(shape)
+        for name, shape in shapes.items()
+    }
+
+
+def _bind(module: ModuleType, **options: Any) -> ModuleType:
+    """A module-like copy of a twin whose functions get `options` as keywords where they take them."""
+    bound = ModuleType(f"{module.__name__}[{', '.join(f'{k}={v}' for k, v in options.items())}]", module.__doc__)
+    for name, value in vars(module).items():
+        if name.startswith("__"):
+            continue
+        if inspect.isfunction(value):
+            accepted = {k: v for k, v in options.items() if k in inspect.signature(value).parameters}
+            value = functools.wraps(value)(functools.partial(value, **accepted)) if accepted else value
+        setattr(bound, name, value)
+    return bound
+
+
+def _away_from_relu_kink(params: Params, data: Dataset) -> bool:
+    """No pre-activation A_ij within reach of relu's kink at 0, so finite differences are valid.
+
+    A central difference moves W1_lj by up to 2 steps (its Richardson estimate uses D(2h)),
+    which moves A_ij by |X_il| times that, and b1_j moves A_ij by its own 2 steps; a float32
+    A_ij may also lie gamma(K) * (|X| @ |W1| + |b1|)_ij from the exact one. Twice the larger
+    reach must stay clear, so neither a step nor rounding can cross the kink.
+    """
+    X, W1, b1 = data.X, params["W1"], params["b1"]
+    A = X @ W1 + b1  # (n, h)
+    step_reach = np.max(np.abs(X)[:, :, None] * (2.0 * fd_step(W1))[None], axis=1)  # (n, h)
+    step_reach = np.maximum(step_reach, 2.0 * fd_step(b1))  # (n, h)
+    terms = data.n + X.shape[1] + W1.shape[1] + 2 * params["W2"].shape[1]
+    round_reach = gamma(terms + 10, np.float32) * (np.abs(X) @ np.abs(W1) + np.abs(b1))  # (n, h)
+    return bool(np.all(np.abs(A) > 2.0 * np.maximum(step_reach, round_reach)))
+
+
+def mlp(hidden: int = 32, activation: str = "tanh") -> Model:
+    """The one-hidden-layer network with `hidden` units and the given activation."""
+    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+        raise UsageError(f"hidden must be an integer >= 1; got {hidden!r}")
+    if activation not in manual_mlp.ACTIVATIONS:
+        raise UsageError(f"activation must be one of {', '.join(manual_mlp.ACTIVATIONS)}; got {activation!r}")
+    h = int(hidden)
+    return Model(
+        name="mlp" if activation == "tanh" else f"mlp-{activation}",
+        manual=_bind(manual_mlp, activation=activation),
+        autograd=_bind(autograd_mlp, activation=activation),
+        description=f"one hidden layer of {h} {activation} units, softmax output, mean cross-entropy",
+        param_shapes=functools.partial(_mlp_shapes, hidden=h),
+        default_data=lambda: labelled.load_digits(),
+        # hidden width drawn per problem, not `h`: parity must hold at any width
+        random_data=_random_labelled_mlp,
+        task="classification",
+        default_lr={"tanh": 1.0, "relu": 1.0, "sigmoid": 4.0}[activation],  # sigmoid' <= 1/4
+        default_iterations=200,
+        init=_glorot,
+        admissible=_away_from_relu_kink if activation == "relu" else None,
+        synthetic=lambda n, seed: labelled.synthetic_classes(n, d=4, k=3, seed=seed, scale=3.0),
+        options={"hidden": h, "activation": activation},
+    )
+
+
+def _random_labelled_mlp(rng: np.random.Generator) -> Dataset:
+    return _random_labelled(rng, n_max=40, d_max=5, k_max=4)
+
+
+def configure(model: Model, hidden: int | None = None, activation: str | None = None) -> Model:
+    """`model` with another hidden width or activation; only the mlp models have them."""
+    if hidden is None and activation is None:
+        return model
+    if "activation" not in model.options:
+        raise UsageError(f"--hidden and --activation apply to the mlp models; got --model {model.name}")
+    return mlp(
+        hidden=model.options["hidden"] if hidden is None else hidden,
+        activation=model.options["activation"] if activation is None else activation,
+    )
+
+
 MODELS: dict[str, Model] = {
     "linear1d": Model(
         name="linear1d",
@@ -93,6 +251,38 @@ MODELS: dict[str, Model] = {
         x_ndim=1,
         y_ndim=1,
     ),
+    "logistic": Model(
+        name="logistic",
+        manual=manual_logistic,
+        autograd=autograd_logistic,
+        description="binary logistic regression: z = X @ w + b, mean cross-entropy from the logits",
+        param_shapes=_logistic_shapes,
+        default_data=lambda: labelled.load_breast_cancer(),
+        random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=6, k_max=2),
+        task="classification",
+        default_lr=1.0,
+        default_iterations=500,
+        synthetic=lambda n, seed: labelled.synthetic_classes(n, d=2, k=2, seed=seed, scale=2.0),
+    ),
+    "softmax": Model(
+        name="softmax",
+        manual=manual_softmax,
+        autograd=autograd_softmax,
+        description="multinomial logistic regression: Z = X @ W + b, mean cross-entropy by log-sum-exp",
+        param_shapes=lambda data: {
+            "W": (n_classes(data) and data.X.shape[1], n_classes(data)),
+            "b": (n_classes(data),),
+        },
+        default_data=lambda: labelled.load_wine(),
+        random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=5, k_max=5),
+        task="classification",
+        default_lr=1.0,
+        default_iterations=500,
+        synthetic=lambda n, seed: labelled.synthetic_classes(n, d=3, k=3, seed=seed, scale=2.0),
+    ),
+    "mlp": mlp(activation="tanh"),
+    "mlp-relu": mlp(activation="relu"),
+    "mlp-sigmoid": mlp(activation="sigmoid"),
 }
 
 

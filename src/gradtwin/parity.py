@@ -117,18 +117,22 @@ def finite_differences(
     grads: dict[str, np.ndarray] = {}
     bounds: dict[str, np.ndarray] = {}
     base = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    u = unit_roundoff(np.float64)
     for name, p in base.items():
         g = np.zeros_like(p)
         e = np.zeros_like(p)
         for idx in np.ndindex(p.shape):
-            h = u ** (1.0 / 3.0) * max(1.0, abs(float(p[idx])))
+            h = float(fd_step(p[idx]))
             d1 = _central(loss, base, name, idx, h)
             d2 = _central(loss, base, name, idx, 2 * h)
             g[idx] = d1
             e[idx] = loss_error / h + 2.0 * abs(d1 - d2) / 3.0
         grads[name], bounds[name] = g, e
     return grads, bounds
+
+
+def fd_step(p: Any) -> np.ndarray:
+    """The finite-difference step for parameter values `p`: u^(1/3) * max(1, |p|) (float64)."""
+    return unit_roundoff(np.float64) ** (1.0 / 3.0) * np.maximum(1.0, np.abs(np.asarray(p, dtype=np.float64)))
 
 
 def _central(

@@ -1,0 +1,109 @@
+"""Binary logistic regression, mean cross-entropy from the logits, with gradients derived by hand.
+
+Labels are integers 0 or 1. The loss of one sample is written through its signed logit
+t = s*z with s = 1 - 2y (s = +1 for y = 0, -1 for y = 1):
+
+    -y log sigma(z) - (1 - y) log(1 - sigma(z)) = softplus(s*z),   softplus(t) = log(1 + e^t)
+
+and softplus is evaluated as logaddexp(0, t), which never overflows: a logit of 1e4 costs
+1e4 and a logit of -1e4 costs 0, where log(sigmoid(z)) would give log(0) = -inf.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from gradtwin.manual._scales import FLUSH
+
+Params = dict[str, Any]
+
+
+def logits(params: Params, X: Any) -> Any:
+    """z = X @ w + b.   Shapes::  X (n, d), w (d,), b ()  ->  z (n,)"""
+    return X @ params["w"] + params["b"]
+
+
+def predict(params: Params, X: Any) -> Any:
+    """Class labels: 1 where z > 0 (sigma(z) > 1/2), else 0.   Shapes::  X (n, d) -> (n,) int64"""
+    xp = array_namespace(X)
+    return xp.astype(logits(params, X) > 0, xp.int64)
+
+
+def loss(params: Params, X: Any, Y: Any) -> Any:
+    """Mean cross-entropy.   Loss::  L = 1/n * sum_i softplus(s_i * z_i),  s_i = 1 - 2 Y_i   ->  ()"""
+    xp = array_namespace(X, Y)
+    z = logits(params, X)  # (n,)
+    s = 1.0 - 2.0 * xp.astype(Y, z.dtype)  # (n,) +1 or -1, exact
+    return xp.mean(xp.logaddexp(xp.zeros_like(z), s * z))  # ()
+
+
+def gradients(params: Params, X: Any, Y: Any) -> Params:
+    """Gradients of the mean cross-entropy with respect to w and b.
+
+    Loss::    L = 1/n * sum_i softplus(t_i),   t_i = s_i z_i,   z_i = X_i w + b,   s_i = 1 - 2 Y_i
+    Chain::   dsoftplus(t)/dt = sigma(t)
+              dL/dz_i = 1/n * s_i * sigma(s_i z_i)      (= (sigma(z_i) - Y_i) / n)
+              dL/dw = X.T @ dL/dz ;   dL/db = sum_i dL/dz_i
+    Shapes::  X (n, d), Y (n,) int, w (d,), b ()  ->  dw (d,), db ()
+
+    s*sigma(s*z) is sigma(z) - y without the cancellation of 1 - sigma(z) near z = 40, where
+    sigma(z) rounds to 1 and the difference to 0.
+    """
+    xp = array_namespace(X, Y)
+    n = X.shape[0]
+    z = logits(params, X)  # (n,)
+    s = 1.0 - 2.0 * xp.astype(Y, z.dtype)  # (n,)
+    dz = (s * sigmoid(s * z)) / n  # (n,)
+    dw = X.T @ dz  # (d,)
+    db = xp.sum(dz)  # ()
+    return {"w": dw, "b": db}
+
+
+def sigmoid(t: Any) -> Any:
+    """1 / (1 + e^-t) through e = exp(-|t|) <= 1, so no branch overflows.   Shapes::  (...) -> (...)"""
+    xp = array_namespace(t)
+    e = xp.exp(-xp.abs(t))  # (...) in (0, 1]
+    return xp.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _magnitudes(params: Params, X: Any, Y: Any) -> tuple[Any, Any, Any]:
+    """a_i = sum_j |X_ij w_j| + |b| (the size of z_i's sum), sigma(t_i) and softplus(t_i)."""
+    xp = array_namespace(X, Y)
+    a = xp.abs(X) @ xp.abs(params["w"]) + xp.abs(params["b"])  # (n,)
+    z = logits(params, X)  # (n,)
+    t = (1.0 - 2.0 * xp.astype(Y, z.dtype)) * z  # (n,)
+    return a, sigmoid(t), xp.logaddexp(xp.zeros_like(t), t)
+
+
+def gradient_scale(params: Params, X: Any, Y: Any) -> Params:
+    """Sum of the magnitudes each gradient element is built from, for rounding bounds.
+
+    dL/dz_i = s_i sigma(t_i) / n carries its own few roundings (exp, 1 + e, the division:
+    relative, so of size sigma(t_i)), plus the error of z_i, at most gamma(d) * a_i, passed
+    on through dsigma/dt = sigma (1 - sigma) <= sigma. So |error of dL/dz_i| is bounded by a
+    gamma times e_i = sigma(t_i) * (1 + a_i) / n, and dw_j = sum_i X_ij dL/dz_i by a gamma
+    times sum_i |X_ij| e_i. The sum over d features inside z is why `rounding_terms` is n + d.
+    sigma, the division by n and each product may flush to zero: FLUSH for each of them.
+    Shapes::  -> {"w": (d,), "b": ()}
+    """
+    xp = array_namespace(X, Y)
+    n = X.shape[0]
+    a, sig, _ = _magnitudes(params, X, Y)
+    e = (sig + FLUSH) * (1.0 + a) / n + FLUSH  # (n,)
+    return {"w": xp.abs(X).T @ e + n * FLUSH, "b": xp.sum(e)}
+
+
+def loss_scale(params: Params, X: Any, Y: Any) -> Any:
+    """1/n * sum_i (softplus(t_i) + sigma(t_i) * a_i): each term's own size plus the error of
+    z_i (at most gamma(d) * a_i) times the slope dsoftplus/dt = sigma(t_i); FLUSH for a
+    softplus of a very negative t, which is exp(t) and may flush to zero."""
+    xp = array_namespace(X, Y)
+    a, sig, softplus = _magnitudes(params, X, Y)
+    return xp.mean(softplus + sig * a + FLUSH)
+
+
+def rounding_terms(X: Any) -> int:
+    """The longest chain of roundings: the sum over d features in z, then over n samples."""
+    return int(X.shape[0] + X.shape[1])

@@ -1,0 +1,16 @@
+"""How well trained parameters do on data: the accuracy of a twin's own predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradtwin.data import Dataset
+from gradtwin.engines import Engine
+
+
+def accuracy(engine: Engine, params: dict[str, np.ndarray], data: Dataset) -> float:
+    """Fraction of rows whose class the engine's twin predicts right, in the engine's dtype and device."""
+    if not np.issubdtype(data.Y.dtype, np.integer):
+        raise ValueError(f"accuracy needs integer class labels; {data.name} has Y of dtype {data.Y.dtype}")
+    predicted = engine.to_numpy(engine.predict(engine.params(params), engine.asarray(data.X)))  # (n,)
+    return float(np.mean(predicted == data.Y))
