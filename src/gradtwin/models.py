@@ -8,9 +8,11 @@ from types import ModuleType
 
 import numpy as np
 
+from gradtwin.autograd import linear as autograd_linear
 from gradtwin.autograd import linear1d as autograd_linear1d
-from gradtwin.data import Dataset, load_diabetes_bmi, standardize
+from gradtwin.data import Dataset, load_diabetes_all, load_diabetes_bmi, standardize
 from gradtwin.errors import UsageError
+from gradtwin.manual import linear as manual_linear
 from gradtwin.manual import linear1d as manual_linear1d
 
 Params = dict[str, np.ndarray]
@@ -28,6 +30,7 @@ class Model:
     default_data: Callable[[], Dataset]
     random_data: Callable[[np.random.Generator], Dataset]
     task: str = "regression"
+    x_ndim: int = 1  # 1: X (n,); 2: X (n, d)
 
     def init_params(self, data: Dataset, seed: int | None = None) -> Params:
         """Zeros, as in the article, or seeded standard-normal values (float64)."""
@@ -68,6 +71,22 @@ def _random_linear1d(rng: np.random.Generator) -> Dataset:
     return Dataset(X, Y, name="random")
 
 
+def _default_linear() -> Dataset:
+    return standardize(load_diabetes_all())
+
+
+def _random_linear(rng: np.random.Generator) -> Dataset:
+    """n in [1, 300], d in [1, 8]; columns mixed so they correlate, each at its own scale and offset."""
+    n = int(rng.integers(1, 301))
+    d = int(rng.integers(1, 9))
+    mix = rng.standard_normal((d, d))  # (d, d)
+    scales = 10.0 ** rng.uniform(-2, 2, d)  # (d,)
+    offsets = rng.standard_normal(d) * 10.0 ** rng.uniform(-2, 2, d)  # (d,)
+    X = rng.standard_normal((n, d)) @ mix * scales + offsets  # (n, d)
+    Y = X @ rng.standard_normal(d) + rng.standard_normal(n) * 10.0 ** rng.uniform(-2, 2)  # (n,)
+    return Dataset(X, Y, name="random")
+
+
 MODELS: dict[str, Model] = {
     "linear1d": Model(
         name="linear1d",
@@ -77,6 +96,16 @@ MODELS: dict[str, Model] = {
         param_shapes=lambda data: {"w": (), "b": ()},
         default_data=_default_linear1d,
         random_data=_random_linear1d,
+    ),
+    "linear": Model(
+        name="linear",
+        manual=manual_linear,
+        autograd=autograd_linear,
+        description="multivariate linear regression: pred = X @ w + b, mean squared error",
+        param_shapes=lambda data: {"w": (int(data.X.shape[1]),), "b": ()},
+        default_data=_default_linear,
+        random_data=_random_linear,
+        x_ndim=2,
     ),
 }
 

@@ -1,0 +1,144 @@
+"""Multivariate linear regression, pred = X @ w + b with mean squared error, derived by hand.
+
+`xp` is the array namespace of the data (NumPy by default), so the same source also runs on
+torch tensors without autograd. `Fused` at the end is the NumPy-only fast path the training
+loop uses: the same derivation, evaluated into preallocated buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+Params = dict[str, Any]
+
+
+def predict(params: Params, X: Any) -> Any:
+    """pred = X @ w + b.   Shapes::  X (n, d), w (d,), b ()  ->  pred (n,)"""
+    return X @ params["w"] + params["b"]
+
+
+def loss(params: Params, X: Any, Y: Any) -> Any:
+    """Mean squared error.   Loss::  L = 1/n * sum_i (X_i . w + b - Y_i)^2   ->  ()"""
+    xp = array_namespace(X, Y)
+    residual = predict(params, X) - Y  # (n,)
+    return xp.mean(residual * residual)  # ()
+
+
+def gradients(params: Params, X: Any, Y: Any) -> Params:
+    """Gradients of the mean squared error with respect to w and b.
+
+    Loss::    L = 1/n * sum_i (pred_i - Y_i)^2,   pred_i = sum_j X_ij w_j + b
+    Chain::   dL/dpred_i = 2/n * (pred_i - Y_i)
+              dL/dw_j = sum_i dL/dpred_i * X_ij   i.e. dL/dw = X.T @ dL/dpred   (dpred_i/dw_j = X_ij)
+              dL/db = sum_i dL/dpred_i                                          (dpred_i/db = 1)
+    Shapes::  X (n, d), Y (n,), w (d,), b ()  ->  dw (d,), db ()
+    """
+    xp = array_namespace(X, Y)
+    n = X.shape[0]
+    residual = predict(params, X) - Y  # (n,)
+    dpred = (2.0 / n) * residual  # (n,)
+    dw = dpred @ X  # (d,)  = X.T @ dpred, summed over the n rows
+    db = xp.sum(dpred)  # ()
+    return {"w": dw, "b": db}
+
+
+def gradient_scale(params: Params, X: Any, Y: Any) -> Params:
+    """Sum of the magnitudes of the terms each gradient adds up, for rounding bounds.
+
+    A term of dw_j is 2/n * X_ij * (X_i . w + b - Y_i); its rounding error is bounded by a few
+    unit roundoffs of 2/n * |X_ij| * (|X_i| . |w| + |b| + |Y_i|), whatever the residual's sign.
+    Shapes::  -> {"w": (d,), "b": ()}
+    """
+    xp = array_namespace(X, Y)
+    n = X.shape[0]
+    size = xp.abs(X) @ xp.abs(params["w"]) + xp.abs(params["b"]) + xp.abs(Y)  # (n,)
+    return {"w": (2.0 / n) * (size @ xp.abs(X)), "b": (2.0 / n) * xp.sum(size)}
+
+
+def loss_scale(params: Params, X: Any, Y: Any) -> Any:
+    """Bound on the magnitude of the loss's terms: 1/n * sum_i (|X_i| . |w| + |b| + |Y_i|)^2."""
+    xp = array_namespace(X, Y)
+    size = xp.abs(X) @ xp.abs(params["w"]) + xp.abs(params["b"]) + xp.abs(Y)  # (n,)
+    return xp.mean(size * size)
+
+
+def rounding_terms(X: Any) -> int:
+    """The longest sum: n rows in dw and db, after d + 2 terms in each residual."""
+    return int(X.shape[0]) + int(X.shape[1]) + 2
+
+
+def hessian(X: Any) -> Any:
+    """Hessian of the loss in (w, b); constant, since the loss is quadratic.
+
+    With A = [X 1] (n, d + 1):  H = 2/n * A.T @ A      Shapes::  X (n, d) -> H (d + 1, d + 1)
+    Gradient descent is stable for lr < 2 / lambda_max(H).
+    """
+    xp = array_namespace(X)
+    n = X.shape[0]
+    A = xp.concat([X, xp.ones((n, 1), dtype=X.dtype)], axis=1)  # (n, d + 1)
+    return (2.0 / n) * (A.T @ A)  # (d + 1, d + 1)
+
+
+class Fused:
+    """`loss` and a gradient step in one pass over X, into buffers allocated once (NumPy only).
+
+    The same derivation as `gradients`, rearranged for speed: the residual is computed once
+    per iteration and serves both the loss and the gradient, the factor 2/n is applied to the
+    (d,)-sized sums instead of the n residuals, and X is walked in row blocks small enough to
+    stay in cache between `X_blk @ w` and `r_blk @ X_blk`, so each iteration reads X from
+    memory once. Each block's sums are exact sums of the same terms as `gradients`, so the two
+    differ only by rounding, within `parity.tolerance` of each other.
+    """
+
+    BLOCK_BYTES = 1 << 19  # a block of X (~512 KiB) stays in L2 between its two products
+
+    def __init__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> None:
+        self.w, self.b = params["w"], params["b"]  # updated in place: the caller's arrays
+        self.X, self.Y = X, Y
+        n, d = X.shape
+        self.n = n
+        rows = max(1, min(n, self.BLOCK_BYTES // max(1, d * X.itemsize)))
+        self.blocks = [(s, min(n, s + rows)) for s in range(0, n, rows)]
+        self.residual = np.empty(n, dtype=X.dtype)  # (n,)
+        self.dw = np.empty(d, dtype=X.dtype)  # (d,)
+        self.dw_blk = np.empty(d, dtype=X.dtype)  # (d,)
+        self.two_over_n = X.dtype.type(2.0 / n)
+
+    def _residual(self) -> np.ndarray:
+        r = self.residual
+        np.matmul(self.X, self.w, out=r)  # (n,)
+        r += self.b
+        r -= self.Y
+        return r
+
+    def loss(self) -> np.ndarray:
+        """L at the current parameters, () in the data's dtype."""
+        r = self._residual()  # (n,)
+        return np.dot(r, r) / self.n  # ()
+
+    def step(self, lr: float) -> np.ndarray:
+        """L at the current parameters, then w -= lr * dL/dw and b -= lr * dL/db in place."""
+        if len(self.blocks) == 1:
+            r = self._residual()  # (n,)
+            np.matmul(r, self.X, out=self.dw)  # (d,)  X.T @ r
+        else:
+            r = self.residual
+            self.dw[...] = 0
+            for s, e in self.blocks:
+                r_blk = r[s:e]  # (rows,) a view: no allocation
+                X_blk = self.X[s:e]  # (rows, d)
+                np.matmul(X_blk, self.w, out=r_blk)
+                r_blk += self.b
+                r_blk -= self.Y[s:e]
+                np.matmul(r_blk, X_blk, out=self.dw_blk)  # X_blk is still in cache
+                self.dw += self.dw_blk
+        value = np.dot(r, r) / self.n  # ()
+        db = r.sum() * self.two_over_n  # ()
+        self.dw *= self.two_over_n  # (d,)  dL/dw
+        self.dw *= lr  # the update p -= lr * g, rounded as in `Engine.update`
+        self.w -= self.dw
+        self.b -= db * lr
+        return value
