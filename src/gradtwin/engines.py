@@ -19,6 +19,7 @@ from gradtwin.errors import UsageError
 from gradtwin.models import Model
 
 ENGINES = ("manual", "autograd", "exact")
+TWINS = ("manual", "autograd")  # the two engines every model has
 
 
 class Stepper(Protocol):
