@@ -364,8 +364,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{model.name} on {data.name} (n={data.n}), {args.iterations} iterations per lr, {args.dtype}; "
         f"least-squares loss {result.least_squares_loss:.10g}"
     )
-    print(f"stable bound 2/lambda_max = {result.stable_bound:.6g}; fastest 2/(lambda_min+lambda_max) = "
-          f"{result.fastest_lr:.6g} (rate {1 - 2 / (1 + result.lam_max / result.lam_min):.6g})")
+    print(
+        f"stable bound 2/lambda_max = {result.stable_bound:.6g}; fastest 2/(lambda_min+lambda_max) = "
+        f"{result.fastest_lr:.6g} (rate {1 - 2 / (1 + result.lam_max / result.lam_min):.6g})"
+    )
     print(f"{'lr':>12}  {'final loss':>16}  {'rate':>10}  stable")
     shown = np.unique(np.linspace(0, result.lrs.size - 1, min(result.lrs.size, 25)).round().astype(int))
     for j in shown:

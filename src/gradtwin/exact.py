@@ -11,15 +11,18 @@ With H = Q diag(lam) Q.T and g0' = Q.T g(p_0), each eigen-direction j evolves on
 ratio r_j = 1 - lr * lam_j::
 
     p_k  = p_0 - Q (s_k * g0'),     s_kj = lr * sum_{m<k} r_j^m = (1 - r_j^k) / lam_j   (= lr*k if lam_j = 0)
-    L_k  = L* + sum_{lam_j > 0} r_j^(2k) * g0'_j^2 / (2 lam_j)
+    L_k  = L_0 - sum_j g0'_j^2 * (1 - r_j^(2k)) / (2 lam_j)
+         = L* + sum_{lam_j > 0} r_j^(2k) * g0'_j^2 / (2 lam_j)
 
 L* is the least-squares loss. Everything needs only the sufficient statistics, gathered in one
 pass over the data: the means of X and Y and the centred sums S = Xc.T Xc, s = Xc.T Yc and
 syy = Yc.Yc (Xc = X - mean). Accuracy:
 - centring first keeps the mean's square out of S, so L* = (syy - s.T S^+ s) / n loses only
   about u / (1 - R^2) relatively, not u * mean(Y)^2 / L*;
-- near the optimum the loss is L* plus a sum of positive terms, never a difference of two
-  large numbers, so it keeps its relative accuracy as it approaches L*;
+- near the optimum the loss is a floor plus a sum of positive terms, never a difference of two
+  large numbers, so it keeps its relative accuracy as it approaches L*. Directions with
+  lam < sqrt(u) * lam_max (near-singular H) would lose digits in g^2 / (2 lam), so their
+  (small, slow) decrease is subtracted instead, and the floor is the loss with them at p_0;
 - 1 - r^k is computed as -expm1(k * log1p(-lr lam)), which stays accurate when lr*lam is tiny
   (near-singular H); eigenvalues below P * 8u * lam_max are exact zeros of H gone through
   rounding, and their directions do not move (their gradient is zero in exact arithmetic).
@@ -109,6 +112,13 @@ def gradient(stats: Statistics, p: np.ndarray) -> np.ndarray:
     return np.concatenate([2.0 * (stats.S @ w - stats.s) / stats.n + 2.0 * stats.mean_x * e, [2.0 * e]])
 
 
+def loss_at(stats: Statistics, p: np.ndarray) -> float:
+    """L(p) from centred statistics: (w.S w - 2 w.s + syy) / n + e^2, e = b + mu.w - ybar (no ybar^2)."""
+    w, b = p[:-1], p[-1]
+    e = b + stats.mean_x @ w - stats.mean_y
+    return max(0.0, float(w @ stats.S @ w - 2.0 * w @ stats.s + stats.syy) / stats.n + float(e * e))
+
+
 def least_squares_loss(stats: Statistics) -> float:
     """L* = (syy - s.T S^+ s) / n, clamped at 0 (rounding could take it just below)."""
     sig, V = np.linalg.eigh(stats.S)
@@ -127,22 +137,41 @@ def _zero_threshold(eigenvalues: np.ndarray) -> float:
 class Trajectory:
     """Gradient descent from `p0` with `lr`: parameters and loss at any iterations, vectorised."""
 
-    def __init__(self, stats: Statistics, p0: np.ndarray, lr: float, names: tuple[str, str], scalar_w: bool):
+    def __init__(
+        self,
+        stats: Statistics,
+        p0: np.ndarray,
+        lr: float,
+        names: tuple[str, str],
+        scalar_w: bool,
+        eigen: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         self.stats, self.lr, self.names, self.scalar_w = stats, lr, names, scalar_w
         self.p0 = np.asarray(p0, dtype=np.float64)  # (P,)
-        lam, self.Q = np.linalg.eigh(hessian(stats))  # (P,), (P, P)
+        lam, self.Q = eigen if eigen is not None else np.linalg.eigh(hessian(stats))  # (P,), (P, P)
         self.zero = lam <= _zero_threshold(lam)  # (P,) singular directions
         self.lam = np.where(self.zero, 0.0, lam)  # (P,)
+        # Slow directions: lam so small that its own rounding (~ P u lam_max) would spoil g^2/(2 lam);
+        # their loss decrease is summed from L_0 instead, and it is small beside L.
+        self.slow = self.lam < np.sqrt(np.finfo(np.float64).eps) * self.lam.max()  # (P,)
         self.g0 = self.Q.T @ gradient(stats, self.p0)  # (P,) gradient at p0 in the eigenbasis
-        self.L_star = least_squares_loss(stats)
         lr_lam = lr * self.lam
         self.negative = lr_lam > 1.0  # r_j < 0
         # log |r_j|, from log1p so that a tiny lr*lam keeps its digits
         with np.errstate(divide="ignore", invalid="ignore"):
             self.log_abs_r = np.where(self.negative, np.log1p(lr_lam - 2.0), np.log1p(-np.minimum(lr_lam, 1.0)))
-        safe = np.where(self.zero, 1.0, self.lam)
-        self.excess0 = np.where(self.zero, 0.0, self.g0**2 / (2.0 * safe))  # (P,) L_0 - L* per direction
+        fast_lam = np.where(self.slow, 1.0, self.lam)
+        self.excess0 = np.where(self.slow, 0.0, self.g0**2 / (2.0 * fast_lam))  # (P,) L_0 - L_floor per direction
+        # L_floor: the loss after every fast direction has converged, slow ones still at p0
+        newton = np.where(self.slow, 0.0, self.g0 / fast_lam)  # (P,)
+        self.L_floor = loss_at(stats, self.p0 - self.Q @ newton)
+        self.L_star = least_squares_loss(stats)
         self.seconds = 0.0
+
+    def with_lr(self, lr: float) -> Trajectory:
+        """The same start and data at another learning rate (the eigendecomposition is reused)."""
+        lam = np.where(self.zero, 0.0, self.lam)
+        return Trajectory(self.stats, self.p0, lr, self.names, self.scalar_w, (lam, self.Q))
 
     def _pow(self, k: np.ndarray, factor: int) -> np.ndarray:
         """|r_j|^(factor * k)  (K, P); r^0 = 1 even where r = 0."""
@@ -150,10 +179,23 @@ class Trajectory:
         return np.exp(exponent)
 
     def losses(self, k: np.ndarray) -> np.ndarray:
-        """L_k for iterations k (K,): L* plus the positive excess of each direction."""
+        """L_k for iterations k (K,).
+
+        Per direction the loss falls by g0_j^2 (1 - r_j^(2k)) / (2 lam_j) from L_0. Fast directions
+        are written as L_floor + r^(2k) g0^2 / (2 lam): positive terms that shrink, no cancellation
+        near the optimum. Slow ones subtract their decrease, (1 - r^(2k)) / (2 lam) = -expm1(2k log|r|)
+        / (2 lam) -> lr * k as lam -> 0, which stays accurate however small lam is.
+        """
         k = np.asarray(k, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            return self.L_star + self._pow(k, 2) @ self.excess0  # (K,)
+            loss = self.L_floor + self._pow(k, 2) @ self.excess0  # (K,)
+            if self.slow.any():
+                lam = self.lam[self.slow]
+                exponent = np.where(k[:, None] == 0, 0.0, 2.0 * k[:, None] * self.log_abs_r[self.slow])
+                safe = np.where(lam == 0.0, 1.0, lam)
+                drop = np.where(lam == 0.0, self.lr * k[:, None], -np.expm1(exponent) / (2.0 * safe))  # (K, q)
+                loss = loss - drop @ self.g0[self.slow] ** 2
+            return loss
 
     def steps(self, k: np.ndarray) -> np.ndarray:
         """s_kj = (1 - r_j^k) / lam_j, or lr * k where lam_j = 0   (K, P)"""
@@ -240,19 +282,16 @@ class Sweep:
 def sweep(traj: Trajectory, lrs: np.ndarray, iterations: int) -> Sweep:
     """Final loss, stability and convergence rate for every lr in `lrs`, from one eigendecomposition."""
     lrs = np.asarray(lrs, dtype=np.float64)
-    live = ~traj.zero
-    lam = traj.lam[live]  # (q,)
-    r = 1.0 - lrs[:, None] * lam  # (m, q)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        lr_lam = lrs[:, None] * lam
-        log_abs = np.where(lr_lam > 1.0, np.log1p(lr_lam - 2.0), np.log1p(-np.minimum(lr_lam, 1.0)))
-        excess = np.exp(2.0 * iterations * log_abs) @ traj.excess0[live] if iterations else traj.excess0.sum()
+    lam = traj.lam[~traj.zero]  # (q,) non-zero eigenvalues
+    rate = np.abs(1.0 - lrs[:, None] * lam).max(axis=1)  # (m,)
+    last = np.array([iterations])
+    final = np.array([traj.with_lr(float(lr)).losses(last)[0] for lr in lrs])  # (m,)
     return Sweep(
         lrs=lrs,
         iterations=iterations,
-        final_loss=traj.L_star + excess,
-        stable=np.abs(r).max(axis=1) < 1.0,
-        rate=np.abs(r).max(axis=1),
+        final_loss=final,
+        stable=rate < 1.0,
+        rate=rate,
         least_squares_loss=traj.L_star,
         lam_min=float(lam.min()),
         lam_max=float(lam.max()),
