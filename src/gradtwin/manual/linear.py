@@ -120,12 +120,18 @@ class Fused:
         return np.dot(r, r) / self.n  # ()
 
     def step(self, lr: float) -> np.ndarray:
-        """L at the current parameters, then w -= lr * dL/dw and b -= lr * dL/db in place."""
+        """L at the current parameters, then w -= lr * dL/dw and b -= lr * dL/db in place.
+
+        lr * 2/n is applied as one factor to the row sums, one rounding fewer than
+        `lr * gradients(...)`; the fused-path test bounds the difference.
+        """
+        r = self.residual
         if len(self.blocks) == 1:
-            r = self._residual()  # (n,)
+            np.matmul(self.X, self.w, out=r)  # (n,)
+            r += self.b
+            r -= self.Y
             np.matmul(r, self.X, out=self.dw)  # (d,)  X.T @ r
         else:
-            r = self.residual
             self.dw[...] = 0
             for s, e in self.blocks:
                 r_blk = r[s:e]  # (rows,) a view: no allocation
@@ -136,9 +142,8 @@ class Fused:
                 np.matmul(r_blk, X_blk, out=self.dw_blk)  # X_blk is still in cache
                 self.dw += self.dw_blk
         value = np.dot(r, r) / self.n  # ()
-        db = r.sum() * self.two_over_n  # ()
-        self.dw *= self.two_over_n  # (d,)  dL/dw
-        self.dw *= lr  # the update p -= lr * g, rounded as in `Engine.update`
+        factor = self.two_over_n * lr  # lr * dL/d(sum of terms)
+        self.b -= r.sum() * factor  # b -= lr * dL/db
+        self.dw *= factor  # (d,)  lr * dL/dw
         self.w -= self.dw
-        self.b -= db * lr
         return value
