@@ -50,7 +50,7 @@ def test_exact_history_matches_the_twins_on_diabetes(model: str, fraction: float
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**31), n=st.integers(3, 200), d=st.integers(1, 8), fraction=st.floats(0.05, 0.99))
+@given(seed=st.integers(0, 2**31), n=st.integers(24, 200), d=st.integers(1, 8), fraction=st.floats(0.05, 0.99))
 def test_exact_history_matches_the_twins_on_drawn_problems(seed: int, n: int, d: int, fraction: float) -> None:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + rng.standard_normal(d)  # correlated columns

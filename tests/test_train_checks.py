@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+import torch
 
 from gradtwin.engines import make_engine
 from gradtwin.errors import UsageError
@@ -112,3 +113,18 @@ def test_history_grows_with_recorded_rows_only() -> None:
     r = train(make_engine("autograd", model), model.default_data(), 0.1, 1000, record_every=100)
     assert r.history.iteration.tolist() == list(range(0, 1001, 100))
     assert r.history.params["w"].shape == (11, 10) and r.history.params["w"].dtype == np.float64
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("case", ["target_loss", "diverged"])
+def test_chunked_checks_on_the_gpu(case: str) -> None:
+    """On a GPU the losses stay on the device between checks; the run is still the per-step one."""
+    model = MODELS["linear"]
+    data = model.default_data()
+    lr, target, iterations = CASES[case]
+    a, b = (
+        train(make_engine(e, model, device="cuda"), data, lr, iterations, target, check_every=k)
+        for e, k in (("autograd", 1), ("autograd", 64))
+    )
+    _same(a, b)

@@ -65,30 +65,30 @@ class Statistics:
 def statistics(X: np.ndarray, Y: np.ndarray) -> Statistics:
     """One pass over X (n, d) and Y (n,) in row blocks, merged with Chan et al.'s update.
 
-    Each block is centred on its own mean (accurate sums), then blocks are combined:
-    S = S_a + S_b + n_a n_b / n * delta delta.T, with delta the difference of their means.
+    Each block of Z = [X Y] is copied into one reused buffer and centred on its own mean
+    (accurate sums), then blocks are combined: G = G_a + G_b + n_a n_b / n * delta delta.T,
+    with delta the difference of their means. One matrix product per block gives S, s and syy.
     """
     n, d = X.shape
-    rows = max(1, BLOCK_BYTES // (8 * max(d, 1)))
-    count, mean_x, mean_y = 0, np.zeros(d), 0.0
-    S, s, syy = np.zeros((d, d)), np.zeros(d), 0.0
+    rows = max(1, min(n, BLOCK_BYTES // (8 * (d + 1))))
+    count, mean = 0, np.zeros(d + 1)  # running means of [X Y]
+    G = np.zeros((d + 1, d + 1))  # centred [X Y].T [X Y]: S, s and syy in one matrix
+    centred = np.empty((rows, d + 1))  # (rows, d + 1) reused by every block: no n-sized temporaries
+    ones = np.ones(rows)
     for start in range(0, n, rows):
-        Xb = np.asarray(X[start : start + rows], dtype=np.float64)  # (m, d)
-        Yb = np.asarray(Y[start : start + rows], dtype=np.float64)  # (m,)
+        Xb, Yb = X[start : start + rows], Y[start : start + rows]  # (m, d), (m,) views
         m = Xb.shape[0]
-        mx, my = Xb.mean(axis=0), float(Yb.mean())  # (d,), ()
-        Xc = Xb - mx  # (m, d)
-        Yc = Yb - my  # (m,)
+        Z = centred[:m]  # (m, d + 1)
+        Z[:, :d] = Xb
+        Z[:, d] = Yb
+        mz = (ones[:m] @ Z) / m  # (d + 1,) a matrix-vector product: faster than Z.mean(axis=0)
+        Z -= mz
         total = count + m
-        delta, dy = mx - mean_x, my - mean_y  # (d,), ()
-        weight = count * m / total
-        S += Xc.T @ Xc + weight * np.outer(delta, delta)
-        s += Xc.T @ Yc + weight * delta * dy
-        syy += float(Yc @ Yc) + weight * dy * dy
-        mean_x += delta * (m / total)
-        mean_y += dy * (m / total)
+        delta = mz - mean  # (d + 1,)
+        G += Z.T @ Z + (count * m / total) * np.outer(delta, delta)  # one product per block
+        mean += delta * (m / total)
         count = total
-    return Statistics(n, mean_x, mean_y, S, s, syy)
+    return Statistics(n, mean[:d].copy(), float(mean[d]), G[:d, :d].copy(), G[:d, d].copy(), float(G[d, d]))
 
 
 def hessian(stats: Statistics) -> np.ndarray:
