@@ -18,3 +18,4 @@ def test_quick_bench_writes_its_table(tmp_path: Path) -> None:
     text = out.read_text()
     assert "| 30 | 1 | float64 |" in text and "Machine:" in text
     assert all(f"| {engine} |" in text for engine in ("manual", "autograd", "exact"))
+    assert "| autograd (MALLOC_MMAP_THRESHOLD_=1048576) |" in text

@@ -27,6 +27,11 @@ syy = Yc.Yc (Xc = X - mean). Accuracy:
   (near-singular H); eigenvalues below P * 8u * lam_max are exact zeros of H gone through
   rounding, and their directions do not move (their gradient is zero in exact arithmetic).
 
+Limit: statistics cannot resolve a loss below about (P+1) u * syy / n (the variance of Y times
+a few unit roundoffs); when the model fits almost perfectly (L* near 0, e.g. n <= d + 1) the
+loss near the optimum is right in absolute terms only, while the twins, which form residuals,
+keep relative digits. Parameters are unaffected.
+
 Everything is float64 on the CPU. With dtype float32 the data are rounded to float32 first,
 so the trajectory is the exact one of the problem the float32 twins see; they differ from it
 by their own rounding (bounded in `float32_history_bound`).
