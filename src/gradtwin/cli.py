@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -17,7 +18,7 @@ from gradtwin import data as datasets
 from gradtwin import distributed, labelled
 from gradtwin.check import check_model
 from gradtwin.devices import resolve_device
-from gradtwin.engines import ENGINES, Engine, make_engine
+from gradtwin.engines import ENGINES, TWINS, Engine, make_engine
 from gradtwin.errors import DivergedError, GradtwinError, UsageError
 from gradtwin.files import atomic_write, check_target
 from gradtwin.metrics import accuracy
@@ -104,6 +105,12 @@ def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
         "that runs on a GPU (default auto: numpy on the cpu, torch elsewhere)",
     )
     p.add_argument("--record-every", type=positive_int, default=1, help="keep every k-th iteration in the history")
+    p.add_argument(
+        "--check-every",
+        type=positive_int,
+        default=64,
+        help="check the stop rules every k iterations (one host sync each); results are the same for any k",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--nproc",
@@ -128,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--engine", choices=ENGINES, default="manual", help="(default manual)")
     _add_run_options(tr)
     tr.add_argument("--history", metavar="FILE.csv", help="write the recorded history as CSV")
+
+    sw = sub.add_parser("sweep", help="final loss, stability and convergence rate at many lrs (exact engine)")
+    sw.add_argument("--model", default="linear", help="linear1d or linear (default linear)")
+    sw.add_argument("--lr-min", type=float, default=None, help="smallest lr (default 0.01 x the stable bound)")
+    sw.add_argument("--lr-max", type=float, default=None, help="largest lr (default 1.2 x the stable bound)")
+    sw.add_argument("--lrs", type=int, default=200, help="how many learning rates, log-spaced (default 200)")
+    sw.add_argument("--iterations", type=int, default=300, help="iterations at each lr (default 300)")
+    sw.add_argument("--seed", type=int, default=None, help="start from seeded random parameters (default: zeros)")
+    sw.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
+    sw.add_argument("--plot", metavar="FILE.png", help="draw the final loss against the learning rate")
+    sw.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
+    _add_data_options(sw)
 
     check = sub.add_parser("check", help="gradient parity of the twins at random points, refereed by finite diffs")
     check.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
@@ -169,11 +189,13 @@ def load_data(args: argparse.Namespace, model: Model) -> datasets.Dataset:
     if args.data == "synthetic" and model.synthetic is not None:
         return model.synthetic(args.n, args.data_seed)
     if args.data == "diabetes":
-        data = datasets.load_diabetes_bmi()
+        data = datasets.load_diabetes_bmi() if model.x_ndim == 1 else datasets.load_diabetes_all()
     elif args.data == "synthetic":
         data = datasets.synthetic_linear1d(n=args.n, noise=args.noise, seed=args.data_seed)
     else:
         data = datasets.load_csv(args.data, x=args.x, y=args.y, header=args.header)
+    if model.x_ndim == 2 and data.X.ndim == 1:
+        data = replace(data, X=data.X.reshape(-1, 1))  # one feature, as a column
     return datasets.standardize(data) if args.standardize else data
 
 
@@ -207,6 +229,7 @@ def _run(
         target_loss=args.target_loss,
         init=model.init_params(data, args.seed),
         record_every=args.record_every,
+        check_every=args.check_every,
         progress=progress if distributed.rank() == 0 else None,
     )
     if rows is not data and result.stable_lr is not None:
@@ -280,7 +303,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     preflight(args, [args.plot])
     data = load_data(args, model)
     results = []
-    for name in ENGINES:
+    for name in TWINS:
         update, bar = _progress(args.iterations, name)
         with bar:
             results.append(_run(args, name, data, model, update))
@@ -486,6 +509,63 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from gradtwin.exact import ExactEngine, sweep
+    from gradtwin.train import check_lr
+
+    model = get_model(args.model)
+    engine = ExactEngine(model, args.dtype)
+    if args.lrs < 2:
+        raise UsageError(f"lrs must be >= 2; got {args.lrs}")
+    if args.iterations < 0:
+        raise UsageError(f"iterations must be >= 0; got {args.iterations}")
+    data = load_data(args, model)
+    start = model.init_params(data, args.seed)
+    traj = engine.trajectory(data, start, 1.0)
+    bound = 2.0 / float(traj.lam.max())
+    lr_min = check_lr(args.lr_min) if args.lr_min is not None else 0.01 * bound
+    lr_max = check_lr(args.lr_max) if args.lr_max is not None else 1.2 * bound
+    if lr_min >= lr_max:
+        raise UsageError(f"lr-min must be below lr-max; got {lr_min:g} and {lr_max:g}")
+    result = sweep(traj, np.geomspace(lr_min, lr_max, args.lrs), args.iterations)
+    if args.plot:
+        from gradtwin.plots import plot_sweep
+
+        plot_sweep(result, f"{model.name} on {data.name}", args.plot, force=args.force)
+    if args.json:
+        _print_json(
+            {
+                "model": model.name,
+                "data": data.name,
+                "iterations": result.iterations,
+                "stable_bound": result.stable_bound,
+                "fastest_lr": result.fastest_lr,
+                "least_squares_loss": result.least_squares_loss,
+                "lr": result.lrs.tolist(),
+                "final_loss": result.final_loss.tolist(),
+                "stable": result.stable.tolist(),
+                "rate": result.rate.tolist(),
+            }
+        )
+        return 0
+    print(
+        f"{model.name} on {data.name} (n={data.n}), {args.iterations} iterations per lr, {args.dtype}; "
+        f"least-squares loss {result.least_squares_loss:.10g}"
+    )
+    print(
+        f"stable bound 2/lambda_max = {result.stable_bound:.6g}; fastest 2/(lambda_min+lambda_max) = "
+        f"{result.fastest_lr:.6g} (rate {1 - 2 / (1 + result.lam_max / result.lam_min):.6g})"
+    )
+    print(f"{'lr':>12}  {'final loss':>16}  {'rate':>10}  stable")
+    shown = np.unique(np.linspace(0, result.lrs.size - 1, min(result.lrs.size, 25)).round().astype(int))
+    for j in shown:
+        print(
+            f"{result.lrs[j]:12.6g}  {result.final_loss[j]:16.10g}  {result.rate[j]:10.6g}  "
+            f"{'yes' if result.stable[j] else 'no'}"
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every expected failure is one line on stderr and an exit code:
     2 a bad option, 1 bad data or an unwritable output, 3 a diverged run, 130 Ctrl-C.
@@ -499,8 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # NumPy's overflow warnings would add lines to stderr; every result is checked for
         # finiteness where it matters (divergence, data), so they say nothing new.
         with np.errstate(all="ignore"):
-            if args.command in ("check", "list"):
-                return {"check": cmd_check, "list": cmd_list}[args.command](args)
+            if args.command in ("check", "list", "sweep"):
+                return {"check": cmd_check, "list": cmd_list, "sweep": cmd_sweep}[args.command](args)
             return {"compare": cmd_compare, "train": cmd_train}[args.command](args, argv)
     except GradtwinError as e:
         if distributed.rank() == 0:

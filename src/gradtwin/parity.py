@@ -255,3 +255,37 @@ def history_tolerance(
     lam_max = 2.0 / stable if stable else 0.0
     loss_bound = grad_norm * drift + lam_max / 2 * drift**2 + loss_round
     return {k: drift for k in history.params}, loss_bound
+
+
+def history_bound(model: Any, data: Any, history: Any, lr: float, dtype: Any) -> np.ndarray:
+    """Bound on ||p_k - p_k exact||_2 for a twin run in `dtype`, at each row of `history`.
+
+    The computed step is p_{k+1} = p_k - lr * (g(p_k) + a_k) + b_k, where a_k is the gradient's
+    rounding error (at most `tolerance(dtype, K, gradient_scale)`) and b_k that of the update
+    (at most u * (|lr g| + |p_{k+1}|): one product, one difference). For a quadratic loss the
+    error then evolves as e_{k+1} = (I - lr H) e_k + lr a_k + b_k, and ||I - lr H||_2 <= 1 for
+    0 < lr <= 2 / lambda_max, so ||e_k||_2 <= sum_{j<k} ||lr a_j + b_j||_2. Valid for the
+    models with a constant Hessian (`manual.hessian`) at a stable lr, with `history` recorded at
+    every iteration, in float64 data already rounded to `dtype` (both runs see that data).
+    Two twins in `dtype` differ from each other by at most twice this.
+    """
+    X = np.asarray(np.asarray(data.X, dtype=dtype), dtype=np.float64)
+    Y = np.asarray(np.asarray(data.Y, dtype=dtype), dtype=np.float64)
+    K = int(model.manual.rounding_terms(X)) if hasattr(model.manual, "rounding_terms") else int(X.shape[0])
+    u = unit_roundoff(dtype)
+    rows = history.iteration.size
+    if rows > 1 and not np.array_equal(history.iteration, np.arange(rows)):
+        raise ValueError("history_bound needs a history recorded at every iteration (record_every=1)")
+    steps = np.zeros(rows)
+    for k in range(rows - 1):
+        p = {name: values[k] for name, values in history.params.items()}
+        nxt = {name: values[k + 1] for name, values in history.params.items()}
+        grads = model.manual.gradients(p, X, Y)
+        scale = model.manual.gradient_scale(p, X, Y)
+        total = 0.0
+        for name in p:
+            a = tolerance(dtype, K, scale[name])
+            b = u * (np.abs(lr * np.asarray(grads[name])) + np.abs(nxt[name]))
+            total += float(np.sum((lr * a + b) ** 2))
+        steps[k + 1] = math.sqrt(total)
+    return np.cumsum(steps)

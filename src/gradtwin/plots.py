@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradtwin.files import atomic_write
 from gradtwin.train import TrainResult
+
+if TYPE_CHECKING:
+    from gradtwin.exact import Sweep
 
 
 def plot_compare(manual: TrainResult, autograd: TrainResult, path: str | os.PathLike[str], force: bool = False) -> None:
@@ -34,5 +38,29 @@ def plot_compare(manual: TrainResult, autograd: TrainResult, path: str | os.Path
     bottom.set_ylabel("|loss manual - loss autograd|")
     exact = int(np.sum(diff == 0))
     bottom.set_title(f"difference per iteration ({exact} of {common.size} iterations identical, not drawn)")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), force=force)
+    plt.close(fig)
+
+
+def plot_sweep(result: Sweep, title: str, path: str | os.PathLike[str], force: bool = False) -> None:
+    """Final loss against learning rate (log-log), with 2/lambda_max and 2/(lambda_min+lambda_max) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    finite = np.isfinite(result.final_loss)
+    ax.plot(result.lrs[finite], result.final_loss[finite], linewidth=2)
+    ax.axhline(result.least_squares_loss, color="grey", linestyle=":", label="least-squares loss")
+    ax.axvline(result.stable_bound, color="red", linestyle="--", label=f"2/lambda_max = {result.stable_bound:.4g}")
+    fastest = f"2/(lambda_min+lambda_max) = {result.fastest_lr:.4g}"
+    ax.axvline(result.fastest_lr, color="green", linestyle="--", label=fastest)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"loss after {result.iterations} iterations")
+    ax.set_title(title)
+    ax.legend()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), force=force)
     plt.close(fig)

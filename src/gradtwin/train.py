@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from gradtwin.data import Dataset, as_real
 from gradtwin.devices import synchronize
@@ -132,10 +133,9 @@ def _check_range(data: Dataset, dtype: str) -> None:
             )
 
 
-def _allocate_history(iterations: int, record_every: int, start: dict[str, np.ndarray]) -> History:
-    rows = iterations // record_every + 2
+def _allocate_recorder(rows: int, params: dict[str, Any]) -> _Recorder:
     try:
-        return History.allocate(rows, start)
+        return _Recorder(rows, params)
     except (MemoryError, ValueError):  # numpy says ValueError for sizes beyond its index range
         raise UsageError(
             f"recording {rows} iterations does not fit in memory; raise record_every or lower iterations"
@@ -157,6 +157,106 @@ def _batches(n: int, batch_size: int | None, seed: int) -> Iterator[np.ndarray] 
     return generate()
 
 
+class _BatchStepper:
+    """Mini-batch gradient descent: each step takes the next batch's rows of X and Y."""
+
+    def __init__(self, engine: Engine, params: dict[str, Any], X: Any, Y: Any, batches: Iterator[np.ndarray]):
+        self.engine, self.params, self.X, self.Y, self.batches = engine, params, X, Y, batches
+
+    def step(self, lr: float) -> Any:
+        rows = next(self.batches)
+        e = self.engine
+        value, grads = e.loss_and_gradients(self.params, e.take(self.X, rows), e.take(self.Y, rows))
+        e.update(self.params, grads, lr)
+        return value
+
+    def loss(self) -> Any:
+        return self.engine.loss(self.params, self.X, self.Y)
+
+
+def first_stop(losses: np.ndarray, first_loss: float, target_loss: float | None, divergence_factor: float) -> int:
+    """Index of the first loss that stops a run (-1 if none): the loop's rules, vectorised.
+
+    Diverged: not finite, or above divergence_factor * max(first_loss, tiny); reached the
+    target: at or below target_loss. Shared by the chunked loop and the exact engine, so both
+    stop where a loop checking every step would.
+    """
+    limit = divergence_factor * max(first_loss, np.finfo(np.float64).tiny)
+    with np.errstate(invalid="ignore"):
+        stop = ~np.isfinite(losses) | (losses > limit)
+        if target_loss is not None:
+            stop |= losses <= target_loss
+    hits = np.flatnonzero(stop)
+    return int(hits[0]) if hits.size else -1
+
+
+def _stop_reason(loss: float, first_loss: float, target_loss: float | None, divergence_factor: float) -> str:
+    if first_stop(np.asarray([loss]), first_loss, None, divergence_factor) == 0:
+        return "diverged"
+    if target_loss is not None and loss <= target_loss:
+        return "target_loss"
+    return "iterations"
+
+
+class _Recorder:
+    """The history rows, kept where the parameters live until the run ends (no host sync).
+
+    NumPy parameters go straight into preallocated (rows, *shape) arrays; torch parameters
+    are cloned on their device and stacked once at the end. Either way the storage is the
+    recorded rows times the parameters.
+    """
+
+    def __init__(self, rows: int, params: dict[str, Any]) -> None:
+        self.on_host = not any(isinstance(p, torch.Tensor) for p in params.values())
+        self.iteration = np.zeros(rows, dtype=np.int64)
+        self.loss = np.zeros(rows)
+        self.host = (
+            {k: np.zeros((rows, *np.shape(p)), dtype=p.dtype) for k, p in params.items()} if self.on_host else {}
+        )
+        self.device: dict[str, list[torch.Tensor]] = {k: [] for k in params} if not self.on_host else {}
+        self.rows = 0
+
+    def record(self, i: int, params: dict[str, Any]) -> int:
+        row = self.rows
+        self.iteration[row] = i
+        if self.on_host:
+            for k, p in params.items():
+                self.host[k][row] = p
+        else:
+            for k, p in params.items():
+                self.device[k].append(p.detach().clone())
+        self.rows += 1
+        return row
+
+    def truncate(self, rows: int) -> None:
+        self.rows = rows
+        for values in self.device.values():
+            del values[rows:]
+
+    def history(self) -> History:
+        n = self.rows
+        if self.on_host:
+            params = {k: v[:n].astype(np.float64) for k, v in self.host.items()}
+        else:
+            params = {k: torch.stack(v).cpu().numpy().astype(np.float64) for k, v in self.device.items()}
+        return History(self.iteration[:n], self.loss[:n], params)
+
+
+def _host(values: list[Any]) -> np.ndarray:
+    """Backend scalars to one float64 NumPy array: a single device-to-host copy for torch."""
+    if values and isinstance(values[0], torch.Tensor):
+        return torch.stack(values).detach().cpu().numpy().astype(np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _all_finite(params: dict[str, Any]) -> bool:
+    for p in params.values():
+        ok = torch.isfinite(p).all().item() if isinstance(p, torch.Tensor) else np.isfinite(p).all()
+        if not ok:
+            return False
+    return True
+
+
 def train(
     engine: Engine,
     data: Dataset,
@@ -170,6 +270,7 @@ def train(
     progress: Callable[[int], None] | None = None,
     batch_size: int | None = None,
     batch_seed: int = 0,
+    check_every: int = 64,
 ) -> TrainResult:
     """Full-batch gradient descent from `init` (default: zeros, or seeded normals if `seed`).
 
@@ -181,76 +282,57 @@ def train(
     turning non-finite). `progress(k)` is called with the number of iterations done since
     its last call, about every 1,000 iterations.
 
+    The stop rules are checked every `check_every` iterations, from losses kept where the
+    engine computes them (one device-to-host copy per check, none per step). When a check
+    finds a stop inside its chunk, the run is rolled back to the chunk's start and replayed
+    one checked step at a time, so the result is identical to checking every step: the same
+    stopping iteration, parameters, history and message.
+
     Mini-batches: with `batch_size` below n, iteration i uses the next `batch_size` rows of
     a permutation drawn per epoch from `batch_seed` (the last batch of an epoch may be
     shorter), so two engines given the same seed see the same batches in the same order.
     The recorded loss of such an iteration is that of its batch; the final row's loss, and
-    `TrainResult.loss`, are over all the data.
+    `TrainResult.loss`, are over all the data. Mini-batch runs check every step.
+
+    An engine with a closed form for the whole trajectory (`exact`) computes it instead of
+    stepping, under the same stop rules.
     """
     lr = check_lr(lr)
     _check_options(iterations, target_loss, record_every, divergence_factor)
+    if isinstance(check_every, bool) or not isinstance(check_every, (int, np.integer)) or check_every < 1:
+        raise UsageError(f"check_every must be an integer >= 1; got {check_every!r}")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
     ):
         raise UsageError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     start = _check_inputs(engine, data, init, seed)
-    batches = _batches(data.n, batch_size, batch_seed)
     model = engine.model
-    X = engine.asarray(data.X)  # (n,) or (n, d) in the engine's dtype and device
-    Y = engine.asarray(data.Y)  # (n,)
-    params = engine.params(start)
-    history = _allocate_history(iterations, record_every, start)
-    rows = 0
-    stop_reason, message = "iterations", ""
-    first_loss = math.nan
-    reported = 0
-
-    synchronize(engine.device)
-    clock = time.perf_counter()
-    # Overflow is detected and reported by the stop rules below, not as NumPy warnings.
+    trajectory = getattr(engine, "trajectory", None)
+    if trajectory is not None and batch_size is not None and batch_size < data.n:
+        raise UsageError(f"engine {engine.name!r} runs full-batch gradient descent only; got batch_size {batch_size}")
+    # Overflow is detected and reported by the stop rules, not as NumPy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
-        i = 0
-        while True:
-            if i < iterations and batches is not None:
-                rows_i = next(batches)
-                loss_value, grads = engine.loss_and_gradients(params, engine.take(X, rows_i), engine.take(Y, rows_i))
-            elif i < iterations:
-                loss_value, grads = engine.loss_and_gradients(params, X, Y)
-            else:
-                loss_value, grads = engine.loss(params, X, Y), None
-            loss_i = float(loss_value)
-            if i == 0:
-                first_loss = loss_i
-            finite = math.isfinite(loss_i) and all(np.isfinite(engine.to_numpy(p)).all() for p in params.values())
-            if not finite or loss_i > divergence_factor * max(first_loss, np.finfo(np.float64).tiny):
-                stop_reason = "diverged"
-            elif target_loss is not None and loss_i <= target_loss:
-                stop_reason = "target_loss"
-            last = grads is None or stop_reason != "iterations"
-            if i % record_every == 0 or last:
-                history.iteration[rows] = i
-                history.loss[rows] = loss_i
-                for name, p in params.items():
-                    history.params[name][rows] = engine.to_numpy(p)
-                rows += 1
-            if last:
-                break
-            assert grads is not None
-            engine.update(params, grads, lr)
-            i += 1
-            if progress is not None and i - reported >= 1000:
-                progress(i - reported)
-                reported = i
-    synchronize(engine.device)
-    seconds = time.perf_counter() - clock
-    if progress is not None and i > reported:
-        progress(i - reported)
+        if trajectory is not None:
+            run = _run_closed_form(
+                trajectory(data, start, lr), iterations, target_loss, record_every, divergence_factor
+            )
+        else:
+            batches = _batches(data.n, batch_size, batch_seed)
+            run = _run_loop(
+                engine, data, start, lr, iterations, target_loss, record_every, divergence_factor, progress, batches,
+                1 if batches is not None else check_every,
+            )  # fmt: skip
+    history, params, loss_i, i, finite, first_loss, seconds = run
+    if progress is not None and trajectory is not None:
+        progress(i)
+    stop_reason = _stop_reason(loss_i, first_loss, target_loss, divergence_factor) if finite else "diverged"
 
-    stable = None
+    stable, message = None, ""
     if stop_reason == "diverged":
         stable = model.stable_lr(data.X)
         bound = f"{stable:.6g}" if stable is not None else "not known for this model"
-        cause = "a non-finite loss or parameter" if not finite else f"loss {loss_i:.6g} from {first_loss:.6g}"
+        blew_up = not (finite and math.isfinite(loss_i))
+        cause = "a non-finite loss or parameter" if blew_up else f"loss {loss_i:.6g} from {first_loss:.6g}"
         message = (
             f"diverged at iteration {i} ({cause}) with lr={lr:g}; "
             f"the largest stable learning rate for this model and data is {bound}"
@@ -261,12 +343,132 @@ def train(
         device=str(engine.device),
         dtype=engine.dtype,
         lr=lr,
-        params={name: engine.to_numpy(p).astype(np.float64) for name, p in params.items()},
+        params=params,
         loss=loss_i,
         iterations=i,
         stop_reason=stop_reason,
         seconds=seconds,
-        history=history.trim(rows),
+        history=history,
         message=message,
         stable_lr=stable,
     )
+
+
+_Run = tuple[History, dict[str, np.ndarray], float, int, bool, float, float]
+
+
+def _run_loop(
+    engine: Engine,
+    data: Dataset,
+    start: dict[str, np.ndarray],
+    lr: float,
+    iterations: int,
+    target_loss: float | None,
+    record_every: int,
+    divergence_factor: float,
+    progress: Callable[[int], None] | None,
+    batches: Iterator[np.ndarray] | None,
+    check_every: int,
+) -> _Run:
+    """The stepping loop: chunks of `check_every` unchecked steps, replayed step by step on a stop."""
+    X = engine.asarray(data.X)  # (n,) or (n, d) in the engine's dtype and device
+    Y = engine.asarray(data.Y)  # (n,)
+    params = engine.params(start)
+    stepper = _BatchStepper(engine, params, X, Y, batches) if batches is not None else engine.stepper(params, X, Y)
+    recorder = _allocate_recorder(iterations // record_every + 2, params)
+    first_loss = math.nan
+    reported = 0
+    loss_i, finite = math.nan, True
+
+    synchronize(engine.device)
+    clock = time.perf_counter()
+    i = 0
+    stopped = False
+    while not stopped and i < iterations:
+        # An unchecked chunk: steps only, losses left on the device.
+        s, end = i, min(i + check_every, iterations)
+        snapshot = engine.copy_params(params) if check_every > 1 else None
+        rows_at_start = recorder.rows
+        rows: list[int] = []
+        losses: list[Any] = []
+        replay = check_every == 1
+        if not replay:
+            for i in range(s, end):
+                if i % record_every == 0:
+                    rows.append(recorder.record(i, params))
+                losses.append(stepper.step(lr))
+            chunk = _host(losses)
+            if s == 0:
+                first_loss = float(chunk[0])
+            replay = first_stop(chunk, first_loss, target_loss, divergence_factor) >= 0 or not _all_finite(params)
+            if replay:
+                assert snapshot is not None
+                engine.restore(params, snapshot)
+                recorder.truncate(rows_at_start)
+            else:
+                recorder.loss[rows] = chunk[[r_i - s for r_i in recorder.iteration[rows]]]
+                i = end
+        if replay:
+            # One checked step at a time, exactly as a loop that checks every step.
+            for i in range(s, end):
+                row = recorder.record(i, params) if i % record_every == 0 else -1
+                before = engine.copy_params(params)
+                loss_i = float(_host([stepper.step(lr)])[0])
+                if i == 0:
+                    first_loss = loss_i
+                recorder.loss[row] = loss_i
+                finite = _all_finite(before)
+                if not finite or first_stop(np.asarray([loss_i]), first_loss, target_loss, divergence_factor) == 0:
+                    engine.restore(params, before)
+                    if row < 0:
+                        recorder.loss[recorder.record(i, params)] = loss_i
+                    stopped = True
+                    break
+            else:
+                i = end
+        if progress is not None and i - reported >= 1000:
+            progress(i - reported)
+            reported = i
+    if not stopped:
+        # i == iterations: the loss after the last update, with no step after it.
+        loss_i = float(_host([stepper.loss()])[0])
+        if i == 0:
+            first_loss = loss_i
+        finite = _all_finite(params)
+        recorder.loss[recorder.record(i, params)] = loss_i
+    synchronize(engine.device)
+    seconds = time.perf_counter() - clock
+    if progress is not None and i > reported:
+        progress(i - reported)
+    final = {name: engine.to_numpy(p).astype(np.float64) for name, p in params.items()}
+    return recorder.history(), final, loss_i, i, finite, first_loss, seconds
+
+
+def _run_closed_form(
+    trajectory: Any,
+    iterations: int,
+    target_loss: float | None,
+    record_every: int,
+    divergence_factor: float,
+) -> _Run:
+    """Every iteration's loss at once from a closed form, then the parameters at the recorded rows."""
+    clock = time.perf_counter()
+    first_loss = float(trajectory.losses(np.arange(1))[0])
+    stop = -1
+    block = 1 << 16
+    for s in range(0, iterations + 1, block):
+        losses = trajectory.losses(np.arange(s, min(s + block, iterations + 1)))
+        found = first_stop(losses, first_loss, target_loss, divergence_factor)
+        if found >= 0:
+            stop = s + found
+            break
+    last = stop if stop >= 0 else iterations
+    recorded = np.arange(0, last + 1, record_every)
+    if recorded[-1] != last:
+        recorded = np.append(recorded, last)
+    loss = trajectory.losses(recorded)
+    params = trajectory.params(recorded)
+    finite = bool(np.isfinite(loss[-1]) and all(np.isfinite(v[-1]).all() for v in params.values()))
+    seconds = time.perf_counter() - clock + trajectory.seconds
+    final = {k: np.array(v[-1]) for k, v in params.items()}
+    return History(recorded, loss, params), final, float(loss[-1]), last, finite, first_loss, seconds
