@@ -74,8 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(tr)
     tr.add_argument("--history", metavar="FILE.csv", help="write the recorded history as CSV")
 
-    check = sub.add_parser("check", help="gradient parity of the twins at random points, refereed by finite diffs")
-    check.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
+    check = sub.add_parser(
+        "check", help="gradient parity of a built-in model's twins, or of your own file (--file), vs finite diffs"
+    )
+    which = check.add_mutually_exclusive_group()
+    which.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
+    which.add_argument(
+        "--file",
+        metavar="MY_MODEL.py",
+        help="your file defining manual_gradients(params, X, Y), torch_loss(params, X, Y) and make_problem()",
+    )
+    check.add_argument("--allow-kinks", action="store_true", help="with --file: accept differing subgradients at kinks")
     check.add_argument("--points", type=int, default=200, help="random data sets and parameters (default 200)")
     check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     check.add_argument("--device", default="cpu")
@@ -276,6 +285,8 @@ def _write_history(result: TrainResult, path: str, force: bool) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        return _check_file(args)
     names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
     if args.points < 1:
         from gradtwin.errors import UsageError
@@ -298,6 +309,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             if not c.ok:
                 print(c.message())
     return 0 if all(c.ok for c in checks) else 1
+
+
+def _check_file(args: argparse.Namespace) -> int:
+    from gradtwin.userfile import check_file
+
+    report = check_file(args.file, args.dtype, args.device, args.allow_kinks)
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

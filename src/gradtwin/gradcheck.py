@@ -167,7 +167,13 @@ def check_gradients(
     def loss_fn(p: dict[str, np.ndarray]) -> float:
         return float(_torch_loss64(torch_loss, p, d64))
 
-    fd_error = max(float(tolerance(np.float64, K, S_loss)), 4.0 * loss_noise(loss_fn, p64))
+    # Rounding bound of one loss evaluation: the a-priori gamma(K) * S, or, where the loss rounds
+    # more than S shows, the measured noise sigma. K roundings of up to q/2 each have standard
+    # deviation q/2 * sqrt(K/3) and reach at most K*q/2 = sqrt(3K) sigma; twice that, as sigma is
+    # itself estimated from nine points.
+    fd_error = max(
+        float(tolerance(np.float64, K, S_loss)), 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * loss_noise(loss_fn, p64)
+    )
     fd, fd_bound = finite_differences(loss_fn, p64, fd_error)
     flat = _abstain_on_plateaus(fd, fd_bound)
 
