@@ -11,15 +11,27 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gradcheck_cases as cases
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import gradcheck_cases as cases
 from gradtwin.gradcheck import check_gradients
 
 EXAMPLES = int(os.environ.get("GRADTWIN_EXAMPLES", "150"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny tensors: torch's thread pool only adds contention on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True
 )

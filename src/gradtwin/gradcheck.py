@@ -171,9 +171,8 @@ def check_gradients(
     # more than S shows, the measured noise sigma. K roundings of up to q/2 each have standard
     # deviation q/2 * sqrt(K/3) and reach at most K*q/2 = sqrt(3K) sigma; twice that, as sigma is
     # itself estimated from nine points.
-    fd_error = max(
-        float(tolerance(np.float64, K, S_loss)), 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * loss_noise(loss_fn, p64)
-    )
+    fd_apriori = float(tolerance(np.float64, K, S_loss))
+    fd_error = max(fd_apriori, 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * loss_noise(loss_fn, p64))
     fd, fd_bound = finite_differences(loss_fn, p64, fd_error)
     flat = _abstain_on_plateaus(fd, fd_bound)
 
@@ -186,7 +185,7 @@ def check_gradients(
         suspects = ~(np.abs(hand[name] - auto[name]) <= 2 * t_d)
         for ref in (hand64[name], g64[name]):
             suspects |= ~(np.abs(ref - fd[name]) <= fd_bound[name] + t_64)
-        kinks = {} if name in flipped else _refine(loss_fn, p64, name, suspects, fd[name], fd_bound[name], fd_error)
+        kinks = {} if name in flipped else _refine(loss_fn, p64, name, suspects, fd[name], fd_bound[name], fd_apriori)
         checks: list[ParamCheck] = []
         bad = np.zeros(p64[name].shape, dtype=bool)
 
@@ -482,7 +481,8 @@ def _param_report(
         ok = allow_kinks
         diagnosis = kink_sentence(name, kinks, h, a, allow_kinks)
     elif not ok:
-        diagnosis = explain(checks, h, r, ref_tol, samples_of(d64))
+        float32 = any(c.comparison.startswith("autograd float32") for c in checks)
+        diagnosis = explain(checks, h, r, ref_tol, samples_of(d64), float32)
     worst = max(checks, key=lambda c: (not c.ok, c.max_abs_err / max(c.tol, _TINY)))
     i = worst.worst_index
     ref = float(r[i])
@@ -503,7 +503,9 @@ def _param_report(
     )
 
 
-def explain(checks: list[ParamCheck], h: np.ndarray, r: np.ndarray, tol: np.ndarray, n: int | None) -> str:
+def explain(
+    checks: list[ParamCheck], h: np.ndarray, r: np.ndarray, tol: np.ndarray, n: int | None, float32: bool
+) -> str:
     """Which side is wrong, and the pattern that explains the hand-derived gradient if one does."""
     by = {c.comparison: c for c in checks}
     auto_fd = by.get("autograd float64 vs finite diff")
@@ -515,7 +517,11 @@ def explain(checks: list[ParamCheck], h: np.ndarray, r: np.ndarray, tol: np.ndar
     hand_fd = next((c for c in checks if c.comparison.endswith("float64 vs finite diff") and c is not auto_fd), None)
     side = "the hand-derived gradient is wrong (autograd and finite differences agree)"
     if hand_fd is not None and hand_fd.ok:
-        side = "the hand-derived gradient is right in float64 but not in the checked dtype (a precision loss)"
+        side = (
+            "the hand-derived gradient is right in float64 but not in the checked dtype (a precision loss)"
+            if not hand_fd.comparison.startswith(checks[0].comparison.split(" vs ")[0] + " float64") or len(checks) > 3
+            else "finite differences cannot tell hand from autograd here (their error bound covers both)"
+        )
     pattern = diagnose.constant_ratio(h, r, tol, n) or diagnose.transposed(h, r, tol) or diagnose.summarize(h, r, tol)
     return f"{side}; {pattern}"
 

@@ -7,8 +7,12 @@ one-sided slopes at steps h, h/4, ... h/4^5:
 - if their gap shrinks (by half or more from one step to the next, or below rounding), the loss
   is smooth on that scale, and the central difference there, with error at most half the gap
   plus rounding, replaces the first estimate;
-- if the gap persists at every step, the loss has a kink at the point: any value between the
-  left and the right slope is a subgradient, and the finite-difference referee accepts it.
+- if the gap grows (like 1/step), rounding noise dominates: the larger step's estimate is
+  kept, with the gap as its error bound;
+- if the gap stays the same at every step, the loss has a kink at the point: any value between
+  the left and the right slope is a subgradient, and the finite-difference referee accepts it.
+`loss_error` is the a-priori rounding bound of one loss evaluation (not a noise estimate taken
+across the kink, which would mistake the kink for noise).
 """
 
 from __future__ import annotations
@@ -58,10 +62,14 @@ def probe(loss: Callable[[dict[str, np.ndarray]], float], params: dict[str, np.n
         left, right = (mid - down) / s, (up - mid) / s
         rounding = 4 * loss_error / s
         gap = abs(right - left)
-        if prev is not None and (gap <= 0.5 * abs(prev[1] - prev[0]) or gap <= rounding):
-            return Probe(False, left, right, 0.5 * gap + rounding)
-        if prev is not None and k == STEPS - 1:
-            drift = max(abs(left - prev[0]), abs(right - prev[1]))
-            return Probe(True, left, right, drift + rounding)
+        if prev is not None:
+            prev_gap = abs(prev[1] - prev[0])
+            if gap <= 0.5 * prev_gap or gap <= rounding:  # smooth on this scale
+                return Probe(False, left, right, 0.5 * gap + rounding)
+            if gap >= 2 * prev_gap:  # noise: the gap grows like 1/s; the larger step was the better one
+                return Probe(False, prev[0], prev[1], gap)
+            if k == STEPS - 1:  # the same jump at every step: a kink at the point
+                drift = max(abs(left - prev[0]), abs(right - prev[1]))
+                return Probe(True, left, right, drift + rounding)
         prev = (left, right)
     raise AssertionError("unreachable: the last step returns")
