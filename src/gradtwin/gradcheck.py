@@ -495,12 +495,18 @@ def _param_report(
         autograd=float(a[i]),
         finite_diff=float(values["fd"][i]),
         abs_err=worst.max_abs_err,
-        rel_err=worst.max_abs_err / max(abs(ref), _TINY),
+        rel_err=_ratio(worst.max_abs_err, abs(ref)),
         tol=worst.tol,
         comparison=worst.comparison,
         diagnosis=diagnosis,
         checks=checks,
     )
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, inf where that overflows (an error relative to a value near zero)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return float(np.float64(a) / np.float64(max(b, _TINY)))
 
 
 def explain(

@@ -84,12 +84,14 @@ def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0
     flat = int(np.argmax(ratio)) if ratio.size else 0
     index = tuple(int(i) for i in np.unravel_index(flat, a64.shape)) if a64.shape else ()
     denom = np.maximum(np.abs(b64), np.finfo(np.float64).tiny)
+    with np.errstate(over="ignore"):  # an error relative to a tiny value is inf, not a warning
+        rel = err / denom
     return ParamCheck(
         comparison=comparison,
         name=name,
         ok=bool(np.all(err <= tol64)),
         max_abs_err=float(err.max()) if err.size else 0.0,
-        max_rel_err=float((err / denom).max()) if err.size else 0.0,
+        max_rel_err=float(rel.max()) if err.size else 0.0,
         tol=float(tol64[index]),
         worst_index=index,
         a=float(a64[index]),
