@@ -243,3 +243,20 @@ def test_the_documented_example_runs_in_under_ten_lines() -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "docs/checker.md", "exec"), namespace)
     assert namespace["report"].ok
+
+
+def test_integer_labels_stay_integers() -> None:
+    """F.cross_entropy wants class indices: integer data reaches both functions as integers."""
+    rng = np.random.default_rng(3)
+    X, labels = rng.standard_normal((20, 3)), rng.integers(0, 4, 20)
+    params = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+
+    def grads(p: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        assert y.dtype.kind == "i"
+        return cases.softmax_grad(p, X, np.eye(4)[y])
+
+    def loss(p: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(X @ p["W"] + p["b"], y)
+
+    for dtype in ("float32", "float64"):
+        assert check_gradients(grads, loss, params, (X, labels), dtype=dtype).ok

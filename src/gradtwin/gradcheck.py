@@ -174,7 +174,7 @@ def check_gradients(
     fd_apriori = float(tolerance(np.float64, K, S_loss))
     fd_error = max(fd_apriori, 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * loss_noise(loss_fn, p64))
     fd, fd_bound = finite_differences(loss_fn, p64, fd_error)
-    flat = _abstain_on_plateaus(fd, fd_bound)
+    flat = _abstain_on_plateaus(fd, fd_bound, g64)
 
     def tol(dt: str, name: str) -> np.ndarray:
         return tolerance(dt, K, S[name], ROUNDING_OPS) + underflow_floor(dt, K, p64, d64)
@@ -224,7 +224,9 @@ def check_gradients(
     )
 
 
-def _abstain_on_plateaus(fd: dict[str, np.ndarray], fd_bound: dict[str, np.ndarray]) -> list[str]:
+def _abstain_on_plateaus(
+    fd: dict[str, np.ndarray], fd_bound: dict[str, np.ndarray], g64: dict[str, np.ndarray]
+) -> list[str]:
     """Where the loss took the same value at p - h and p + h, finite differences resolve nothing.
 
     A loss of 1e-26 under logits of 100 rounds to exactly 0 everywhere near p; its central
@@ -233,7 +235,7 @@ def _abstain_on_plateaus(fd: dict[str, np.ndarray], fd_bound: dict[str, np.ndarr
     """
     notes = []
     for name, values in fd.items():
-        flat = values == 0.0
+        flat = (values == 0.0) & (g64[name] != 0.0)
         if flat.any():
             fd_bound[name] = np.where(flat, math.inf, fd_bound[name])
             notes.append(
@@ -322,7 +324,22 @@ def _as_data(data: Any) -> tuple[np.ndarray, ...]:
         data = (data.X, data.Y)
     elif not isinstance(data, (tuple, list)):
         data = (data,)
-    return tuple(_to_float64(x, f"data[{i}]") for i, x in enumerate(data))
+    return tuple(_as_data_array(x, f"data[{i}]") for i, x in enumerate(data))
+
+
+def _as_data_array(value: Any, what: str) -> np.ndarray:
+    """Integer data (class indices for F.cross_entropy) stays int64; everything else becomes float64."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    return _to_float64(arr, what)
+
+
+def _cast(x: np.ndarray, dtype: str) -> np.ndarray:
+    """x in `dtype` if it holds real numbers; integer data as it is."""
+    return x if x.dtype.kind == "i" else x.astype(numpy_dtype(dtype))
 
 
 def _to_float64(value: Any, what: str) -> np.ndarray:
@@ -359,7 +376,7 @@ def autograd_gradients(
     """
     tdt = torch_dtype(dtype)
     leaves = {k: torch.tensor(v, dtype=tdt, device=device, requires_grad=True) for k, v in params.items()}
-    value = _scalar(torch_loss(leaves, *(torch.tensor(x, dtype=tdt, device=device) for x in data)))
+    value = _scalar(torch_loss(leaves, *(torch.tensor(_cast(x, dtype), device=device) for x in data)))
     if not value.requires_grad:
         raise UsageError("torch_loss returned a tensor that does not depend on the parameters (no autograd graph)")
     value.backward()
@@ -382,11 +399,11 @@ def manual(
     if array == "torch":
 
         def conv(x: np.ndarray) -> Any:
-            return torch.tensor(x, dtype=torch_dtype(dtype), device=device)
+            return torch.tensor(_cast(x, dtype), device=device)
     else:
 
         def conv(x: np.ndarray) -> Any:
-            return np.array(x, dtype=numpy_dtype(dtype))
+            return _cast(np.array(x), dtype)
 
     out = manual_gradients({k: conv(v) for k, v in params.items()}, *(conv(x) for x in data))
     if not isinstance(out, Mapping):
@@ -450,7 +467,7 @@ def _loss_checks(
     if manual_loss is None:
         return []
     ndt = numpy_dtype(dtype)
-    hand = float(np.asarray(manual_loss({k: v.astype(ndt) for k, v in p64.items()}, *(x.astype(ndt) for x in d64))))
+    hand = float(np.asarray(manual_loss({k: v.astype(ndt) for k, v in p64.items()}, *(_cast(x, dtype) for x in d64))))
     t_d, t_64 = tolerance(dtype, K, S_loss), tolerance("float64", K, S_loss)
     checks = [compare(f"{label} vs autograd", "loss", hand, loss_d, 2 * t_d)]
     if dtype != "float64":

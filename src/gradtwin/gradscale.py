@@ -38,7 +38,10 @@ def autograd_scales(
 ) -> tuple[dict[str, np.ndarray], float]:
     """(S_j for every parameter, keyed like `params`; the same scale for the loss value)."""
     p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
-    d = [torch.tensor(x, dtype=torch.float64, requires_grad=bool(np.issubdtype(x.dtype, np.floating))) for x in data]
+    d = [
+        torch.tensor(x) if x.dtype.kind == "i" else torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        for x in data
+    ]
     leaves = [*p.values(), *(x for x in d if x.requires_grad)]
     loss = torch_loss(p, *d)
     loss_sens = _weighted(torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True), leaves)
