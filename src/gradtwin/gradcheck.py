@@ -272,15 +272,17 @@ def _with_float32_floor(
 
 
 def underflow_floor(dtype: str, n_terms: int, params: Mapping[str, np.ndarray], data: Sequence[np.ndarray]) -> float:
-    """Absolute error that gradual underflow can add: the relative bound gamma(K) * S misses it.
+    """Absolute error that underflow can add: the relative bound gamma(K) * S misses it.
 
-    Below the smallest normal number a result is rounded to a multiple of the smallest
-    subnormal, an absolute error of at most that (Higham sec. 2.1). K such errors, each carried
-    into a gradient element by at most M = max(1, largest |input|)^2 (a product of two layers'
-    inputs), give the floor K * smallest_subnormal * M: about 1e-45 in float32, 5e-324 in float64.
+    A result below the smallest normal number lambda may lose all its digits: flushed to zero
+    (GPUs run float32 with flush-to-zero), or formed as 1 / inf after an overflow (torch's
+    sigmoid at z = -720 gives 0 where the value is 4e-313). Each such result errs by at most
+    lambda (Higham sec. 2.1, with |eta| <= lambda). K of them, each carried into a gradient
+    element by at most M = max(1, largest |input|)^2 (a product of two layers' inputs), give
+    K * lambda * M: about 1e-37 in float32 and 1e-306 in float64 for K = 10 and M = 1.
     """
     biggest = max([1.0, *(float(np.max(np.abs(x), initial=0.0)) for x in (*params.values(), *data))])
-    return n_terms * float(np.finfo(numpy_dtype(dtype)).smallest_subnormal) * biggest**2
+    return n_terms * float(np.finfo(numpy_dtype(dtype)).tiny) * biggest**2
 
 
 def assert_gradients_match(*args: Any, **kwargs: Any) -> GradientReport:
