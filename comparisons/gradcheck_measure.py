@@ -27,32 +27,36 @@ from test_gradcheck_measure import bug_problems, correct_problems, run_bug, run_
 
 
 def measure(strategy: Any, run: Any, dtype: str, examples: int, key: str) -> tuple[Counter[tuple[str, str]], list[str]]:
-    """Counter of (group, outcome) over `examples` drawn cases, and the failing cases."""
+    """Counter of (group, right/wrong/n/a) over `examples` drawn cases, and the cases it got wrong.
+
+    `run(case, dtype)` is True when the checker's verdict is right (a correct gradient passes,
+    a planted bug is reported), False when wrong, None when the case does not apply.
+    """
     counts: Counter[tuple[str, str]] = Counter()
-    bad: list[str] = []
+    wrong: list[str] = []
 
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), derandomize=True)  # fmt: skip
     @given(strategy)
     def prop(case: dict[str, Any]) -> None:
         outcome = run(case, dtype)
-        label = {True: "pass", False: "fail", None: "n/a"}[outcome]
-        counts[(str(case[key]), label)] += 1
+        counts[(str(case[key]), {True: "right", False: "wrong", None: "n/a"}[outcome])] += 1
         if outcome is False:
-            bad.append(repr(case))
+            wrong.append(repr(case))
 
     prop()
-    return counts, bad
+    return counts, wrong
 
 
-def table(title: str, counts: Counter[tuple[str, str]], good: str) -> list[str]:
-    groups = sorted({g for g, _ in counts})
-    lines = [title, f"  {'case':<12}{'drawn':>8}{'n/a':>6}{good:>10}{'other':>8}"]
-    for g in groups:
-        ok, other, na = counts[(g, "pass")], counts[(g, "fail")], counts[(g, "n/a")]
-        if good == "caught":
-            ok, other = other, ok
-        lines.append(f"  {g:<12}{ok + other + na:>8}{na:>6}{ok:>10}{other:>8}")
+def section(title: str, counts: Counter[tuple[str, str]], right: str, wrong: str, cases: list[str]) -> list[str]:
+    lines = [title, f"  {'case':<12}{'drawn':>8}{'n/a':>6}{right:>10}{wrong:>10}"]
+    for g in sorted({g for g, _ in counts}):
+        r, w, na = counts[(g, "right")], counts[(g, "wrong")], counts[(g, "n/a")]
+        lines.append(f"  {g:<12}{r + w + na:>8}{na:>6}{r:>10}{w:>10}")
+    total_right = sum(v for (_, o), v in counts.items() if o == "right")
+    applicable = sum(v for (_, o), v in counts.items() if o != "n/a")
+    lines.append(f"  {right}: {total_right} of {applicable} applicable; {wrong}: {applicable - total_right}")
+    lines += [f"    {wrong}: {c}" for c in cases[:20]]
     return lines
 
 
@@ -66,20 +70,11 @@ def main() -> None:
     lines = ["gradtwin check_gradients, measured (comparisons/gradcheck_measure.py)", ""]
     for dtype in ("float32", "float64"):
         start = time.perf_counter()
-        counts, false_failures = measure(correct_problems, run_correct, dtype, args.correct, "model")
-        total = sum(counts.values())
-        lines += table(f"{dtype}: correct hand gradients, {total} cases (pass = no false failure)", counts, "pass")
-        lines.append(f"  false failures: {len(false_failures)} of {total}")
-        lines += [f"    {c}" for c in false_failures[:20]]
-        # bug tests return True when the checker reports the bug
-        counts, _ = measure(bug_problems, lambda c, d: None if (r := run_bug(c, d)) is None else not r,
-                            dtype, args.bugs, "bug")  # fmt: skip
-        applicable = sum(v for (g, o), v in counts.items() if o != "n/a")
-        caught = sum(v for (g, o), v in counts.items() if o == "fail")
-        lines += table(f"{dtype}: planted bugs, {sum(counts.values())} cases", counts, "caught")
-        lines.append(f"  caught {caught} of {applicable} applicable ({100.0 * caught / max(applicable, 1):.2f}%)")
-        lines.append(f"  ({time.perf_counter() - start:.0f} s)")
-        lines.append("")
+        counts, wrong = measure(correct_problems, run_correct, dtype, args.correct, "model")
+        lines += section(f"{dtype}: correct hand gradients", counts, "passed", "false failures", wrong)
+        counts, wrong = measure(bug_problems, run_bug, dtype, args.bugs, "bug")
+        lines += section(f"{dtype}: planted bugs", counts, "caught", "missed", wrong)
+        lines += [f"  ({time.perf_counter() - start:.0f} s)", ""]
         print("\n".join(lines), flush=True)
     atomic_write_text(args.out, "\n".join(lines) + "\n", force=True)
 

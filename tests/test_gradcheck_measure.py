@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 import gradcheck_cases as cases
 from gradtwin.gradcheck import check_gradients
+from gradtwin.gradscale import autograd_scales
+from gradtwin.parity import tolerance
 
 EXAMPLES = int(os.environ.get("GRADTWIN_EXAMPLES", "150"))
 
@@ -64,7 +66,7 @@ bug_problems = st.fixed_dictionaries(
 
 
 def run_correct(case: dict[str, Any], dtype: str) -> bool:
-    """True when the checker passes a correct hand gradient (as it must)."""
+    """True when the checker passes a correct hand gradient (as it must); False is a false failure."""
     model = cases.MODELS[case["model"]]
     params, data = cases.problem(**{k: v for k, v in case.items() if k != "model"}, model=case["model"])
     return check_gradients(model.grad, model.loss, params, data, dtype=dtype).ok
@@ -88,16 +90,28 @@ def planted(case: dict[str, Any]) -> tuple[Any, Any, dict[str, np.ndarray], Any]
 
 
 def run_bug(case: dict[str, Any], dtype: str) -> bool | None:
-    """True when the checker catches the planted bug; None when the bug leaves the gradient unchanged."""
+    """True when the checker catches the planted bug; None when no checker could.
+
+    None: the bug does not apply to the model (no matrix to transpose), or it moves no element
+    of the gradient by more than 2 * gamma_dtype(K) * S, the rounding of a correct computation
+    (a factor 2 on a gradient that is itself rounding noise).
+    """
     made = planted(case)
     if made is None:
         return None
     bugged, loss, params, data = made
     true = cases.MODELS[case["model"]].grad(params, *data)
     wrong = bugged(params, *data)
-    if all(np.array_equal(np.asarray(wrong[k]).T if np.shape(wrong[k]) != np.shape(true[k]) else wrong[k], true[k])
-           for k in true):  # fmt: skip
-        return None  # e.g. a transposed gradient of a symmetric matrix, or a zero gradient
+    K = sum(np.size(x) for x in data) + sum(np.size(v) for v in params.values())
+    scale, _ = autograd_scales(loss, params, data, K)
+    visible = False
+    for k in true:
+        if np.shape(wrong[k]) != np.shape(true[k]):
+            visible = True  # returned with the shape reversed: always a mistake
+            continue
+        visible |= bool(np.any(np.abs(np.asarray(wrong[k]) - true[k]) > 2 * tolerance(dtype, K, scale[k])))
+    if not visible:
+        return None
     return not check_gradients(bugged, loss, params, data, dtype=dtype).ok
 
 
