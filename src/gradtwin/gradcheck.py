@@ -12,7 +12,11 @@
   - hand and autograd in float64 against central finite differences of `torch_loss` in float64,
     within the finite-difference error bound plus gamma64(K) * S;
 where gamma(K) = K*u / (1 - K*u) (parity.gamma) and S is the rounding scale of each element
-(gradscale.autograd_scales, or the user's `scale`). TF32 is off while it runs.
+(gradscale.autograd_scales, or the user's `scale`), raised to what the loss shows in float32
+(`_with_float32_floor`), plus an underflow floor. Finite differences are trusted within the
+loss's rounding (a-priori, or measured by noise.loss_noise) over the step, plus Richardson's
+truncation estimate; kinks.probe re-examines every element that fails. TF32 is off while it runs.
+The rule is written out with its reasons in docs/checker.md.
 """
 
 from __future__ import annotations
