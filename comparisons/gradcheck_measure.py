@@ -49,10 +49,10 @@ def measure(strategy: Any, run: Any, dtype: str, examples: int, key: str) -> tup
 
 
 def section(title: str, counts: Counter[tuple[str, str]], right: str, wrong: str, cases: list[str]) -> list[str]:
-    lines = [title, f"  {'case':<12}{'drawn':>8}{'n/a':>6}{right:>10}{wrong:>10}"]
+    lines = [title, f"  {'case':<12}{'drawn':>8}{'n/a':>6}{right:>10}{wrong:>16}"]
     for g in sorted({g for g, _ in counts}):
         r, w, na = counts[(g, "right")], counts[(g, "wrong")], counts[(g, "n/a")]
-        lines.append(f"  {g:<12}{r + w + na:>8}{na:>6}{r:>10}{w:>10}")
+        lines.append(f"  {g:<12}{r + w + na:>8}{na:>6}{r:>10}{w:>16}")
     total_right = sum(v for (_, o), v in counts.items() if o == "right")
     applicable = sum(v for (_, o), v in counts.items() if o != "n/a")
     lines.append(f"  {right}: {total_right} of {applicable} applicable; {wrong}: {applicable - total_right}")
