@@ -149,8 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
     _add_data_options(sw)
 
-    check = sub.add_parser("check", help="gradient parity of the twins at random points, refereed by finite diffs")
-    check.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
+    check = sub.add_parser(
+        "check", help="gradient parity of a built-in model's twins, or of your own file (--file), vs finite diffs"
+    )
+    which = check.add_mutually_exclusive_group()
+    which.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
+    which.add_argument(
+        "--file",
+        metavar="MY_MODEL.py",
+        help="your file defining manual_gradients(params, X, Y), torch_loss(params, X, Y) and make_problem()",
+    )
+    check.add_argument("--allow-kinks", action="store_true", help="with --file: accept differing subgradients at kinks")
     check.add_argument("--points", type=positive_int, default=200, help="random data sets and parameters (default 200)")
     check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     check.add_argument("--device", default="cpu")
@@ -488,6 +497,8 @@ def _write_history(result: TrainResult, path: str, force: bool) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        return _check_file(args)
     names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
     preflight(args)
     checks = []
@@ -564,6 +575,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{'yes' if result.stable[j] else 'no'}"
         )
     return 0
+
+
+def _check_file(args: argparse.Namespace) -> int:
+    from gradtwin.userfile import check_file
+
+    report = check_file(args.file, args.dtype, args.device, args.allow_kinks)
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
