@@ -10,9 +10,9 @@ from gradtwin.data import synthetic_linear1d
 from gradtwin.engines import make_engine
 from gradtwin.errors import UsageError
 from gradtwin.models import get_model
-from gradtwin.parity import history_tolerance
 from gradtwin.reference import least_squares
 from gradtwin.train import train
+from gradtwin.trajectory import drift_tolerance, gradient_tolerance
 
 MODEL = get_model("linear1d")
 DATA = MODEL.default_data()  # diabetes bmi, standardized: H = 2 I, stable lr = 1
@@ -24,13 +24,26 @@ def _both(device: str = "cpu", dtype: str = "float64", **kwargs):  # type: ignor
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_whole_histories_agree_step_by_step(device: str, dtype: str) -> None:
-    manual, autograd = _both(device, dtype, lr=0.1, iterations=200)
-    assert manual.history.iteration.tolist() == autograd.history.iteration.tolist() == list(range(201))
-    tol_params, tol_loss = history_tolerance(MODEL, DATA, manual.history, 0.1, np.dtype(dtype))
+    """Every recorded row within the derived drift bound; the loss within what that drift allows.
+
+    |L(p_a) - L(p_b)| <= |grad L| . e + lambda_max / 2 * e^2 + the loss's own rounding bound,
+    with e the bound on ||p_a - p_b||_2 from `trajectory.drift_tolerance`.
+    """
+    lr, steps = 0.1, 200
+    manual, autograd = _both(device, dtype, lr=lr, iterations=steps)
+    assert manual.history.iteration.tolist() == autograd.history.iteration.tolist() == list(range(steps + 1))
+    drift = drift_tolerance(MODEL, manual.history.params, DATA.X, DATA.Y, np.dtype(dtype), lr, [None] * steps)
     for name in ("w", "b"):
         diff = np.abs(manual.history.params[name] - autograd.history.params[name])
-        assert np.all(diff <= tol_params[name]), f"{name}: worst row {np.argmax(diff - tol_params[name])}"
-    assert np.all(np.abs(manual.history.loss - autograd.history.loss) <= tol_loss)
+        assert np.all(diff <= drift), f"{name}: worst row {np.argmax(diff - drift)}"
+    lam_max = 2.0 / MODEL.stable_lr(DATA.X)
+    for row in range(steps + 1):
+        p = {k: v[row] for k, v in manual.history.params.items()}
+        loss_tol, _ = gradient_tolerance(MODEL, p, DATA.X, DATA.Y, np.dtype(dtype))
+        grad = MODEL.manual.gradients(p, DATA.X, DATA.Y)
+        grad_norm = float(np.sqrt(sum(float(g) ** 2 for g in grad.values())))
+        bound = grad_norm * drift[row] + lam_max / 2 * drift[row] ** 2 + float(loss_tol)
+        assert abs(manual.history.loss[row] - autograd.history.loss[row]) <= bound, f"loss at row {row}"
 
 
 def test_history_row_is_loss_at_recorded_params() -> None:

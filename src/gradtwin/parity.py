@@ -221,42 +221,6 @@ def history_max_abs_diff(a: Any, b: Any) -> dict[str, float]:
     return out
 
 
-def history_tolerance(
-    model: Any, data: Any, history: Any, lr: float, dtype: Any
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Bound on how far two correct twins' recorded trajectories may drift apart.
-
-    Step s of each twin adds an error d_s <= lr * tol_grad(p_s) + u * (|p_s| + lr*|g_s|)
-    (the gradient's rounding bound, then the two roundings of `p -= lr * g`). For a
-    quadratic loss the error then evolves by (I - lr H), whose norm is at most 1 for a
-    stable lr, so errors add up: |e_t| <= 2 * sum_{s<t} ||d_s||_1 (two twins). For other
-    losses this holds to first order while the iteration is contracting. The loss at step
-    t may differ by |grad| * |e_t| + lambda_max/2 * |e_t|^2 + its own rounding bound.
-    Returns (per-parameter bounds, loss bound), each per recorded row (for record_every=1).
-    """
-    u = unit_roundoff(dtype)
-    K = int(data.X.shape[0])
-    X, Y = data.X, data.Y
-    rows = history.loss.shape[0]
-    step = np.zeros(rows)
-    grad_norm = np.zeros(rows)
-    loss_round = np.zeros(rows)
-    for r in range(rows):
-        p = {k: v[r] for k, v in history.params.items()}
-        scale = model.manual.gradient_scale(p, X, Y)
-        g = model.manual.gradients(p, X, Y)
-        step[r] = sum(
-            float(np.sum(lr * tolerance(dtype, K, scale[k]) + u * (np.abs(p[k]) + lr * np.abs(g[k])))) for k in p
-        )
-        grad_norm[r] = sum(float(np.sum(np.abs(g[k]))) for k in p)
-        loss_round[r] = 2 * float(tolerance(dtype, K, model.manual.loss_scale(p, X, Y)))
-    drift = 2 * np.concatenate([[0.0], np.cumsum(step)[:-1]])  # (rows,) bound on |e_t|_1
-    stable = model.stable_lr(X)
-    lam_max = 2.0 / stable if stable else 0.0
-    loss_bound = grad_norm * drift + lam_max / 2 * drift**2 + loss_round
-    return {k: drift for k in history.params}, loss_bound
-
-
 def history_bound(model: Any, data: Any, history: Any, lr: float, dtype: Any) -> np.ndarray:
     """Bound on ||p_k - p_k exact||_2 for a twin run in `dtype`, at each row of `history`.
 
