@@ -118,6 +118,20 @@ def load_diabetes_bmi() -> Dataset:
     return Dataset(X, Y, name="diabetes", x_name="bmi", y_name="progression")
 
 
+def load_diabetes_all() -> Dataset:
+    """scikit-learn's diabetes data: all 10 baseline variables against disease progression.
+
+    442 patients, X (442, 10) in the data's own units (age, sex, bmi, bp, s1..s6).
+    """
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    X = np.ascontiguousarray(bunch.data, dtype=np.float64)  # (442, 10)
+    Y = np.ascontiguousarray(bunch.target, dtype=np.float64)  # (442,)
+    check_xy(X, Y, "diabetes")
+    return Dataset(X, Y, name="diabetes", x_name=",".join(bunch.feature_names), y_name="progression")
+
+
 def synthetic_linear1d(n: int = 200, w: float = 3.0, b: float = -2.0, noise: float = 0.5, seed: int = 0) -> Dataset:
     """Y = w*X + b + noise * N(0, 1), with X ~ N(0, 1); the same seed gives the same data."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:

@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 
 from gradtwin import labelled
+from gradtwin.autograd import linear as autograd_linear
 from gradtwin.autograd import linear1d as autograd_linear1d
 from gradtwin.autograd import logistic as autograd_logistic
 from gradtwin.autograd import mlp as autograd_mlp
 from gradtwin.autograd import softmax as autograd_softmax
-from gradtwin.data import Dataset, load_diabetes_bmi, standardize
+from gradtwin.data import Dataset, load_diabetes_all, load_diabetes_bmi, standardize
 from gradtwin.errors import DataError, UsageError
+from gradtwin.manual import linear as manual_linear
 from gradtwin.manual import linear1d as manual_linear1d
 from gradtwin.manual import logistic as manual_logistic
 from gradtwin.manual import mlp as manual_mlp
@@ -110,6 +112,22 @@ def _random_linear1d(rng: np.random.Generator) -> Dataset:
     n = int(rng.integers(1, 301))
     X = rng.standard_normal(n) * 10.0 ** rng.uniform(-2, 2) + rng.standard_normal() * 10.0 ** rng.uniform(-2, 2)
     Y = rng.standard_normal(n) * 10.0 ** rng.uniform(-2, 2) + 3.0 * X
+    return Dataset(X, Y, name="random")
+
+
+def _default_linear() -> Dataset:
+    return standardize(load_diabetes_all())
+
+
+def _random_linear(rng: np.random.Generator) -> Dataset:
+    """n in [1, 300], d in [1, 8]; columns mixed so they correlate, each at its own scale and offset."""
+    n = int(rng.integers(1, 301))
+    d = int(rng.integers(1, 9))
+    mix = rng.standard_normal((d, d))  # (d, d)
+    scales = 10.0 ** rng.uniform(-2, 2, d)  # (d,)
+    offsets = rng.standard_normal(d) * 10.0 ** rng.uniform(-2, 2, d)  # (d,)
+    X = rng.standard_normal((n, d)) @ mix * scales + offsets  # (n, d)
+    Y = X @ rng.standard_normal(d) + rng.standard_normal(n) * 10.0 ** rng.uniform(-2, 2)  # (n,)
     return Dataset(X, Y, name="random")
 
 
@@ -249,6 +267,17 @@ MODELS: dict[str, Model] = {
         default_data=_default_linear1d,
         random_data=_random_linear1d,
         x_ndim=1,
+        y_ndim=1,
+    ),
+    "linear": Model(
+        name="linear",
+        manual=manual_linear,
+        autograd=autograd_linear,
+        description="multivariate linear regression: pred = X @ w + b, mean squared error",
+        param_shapes=lambda data: {"w": (int(data.X.shape[1]),), "b": ()},
+        default_data=_default_linear,
+        random_data=_random_linear,
+        x_ndim=2,
         y_ndim=1,
     ),
     "logistic": Model(
