@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+# scikit-learn's conformance suite checks estimators under array-API dispatch, which needs SciPy's
+# array-API mode; SciPy reads this when it is first imported, so it is set before anything can.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")

@@ -4,6 +4,7 @@ from gradtwin.check import check_model, check_point
 from gradtwin.data import Dataset, load_csv, load_diabetes_bmi, standardize, synthetic_linear1d
 from gradtwin.engines import AutogradEngine, ManualEngine, make_engine
 from gradtwin.errors import DataError, DivergedError, GradtwinError, UsageError
+from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
 from gradtwin.gradcheck import GradientReport, ParamReport, assert_gradients_match, check_gradients
 from gradtwin.models import MODELS, get_model
 from gradtwin.train import History, TrainResult, train
@@ -14,6 +15,8 @@ __all__ = [
     "DataError",
     "Dataset",
     "DivergedError",
+    "GradientDescentClassifier",
+    "GradientDescentRegressor",
     "GradientReport",
     "GradtwinError",
     "History",

@@ -1,10 +1,13 @@
 """Multivariate linear regression, pred = X @ w + b with mean squared error, by PyTorch autograd.
 
 The forward pass is two graph nodes, `addmv` and `mse_loss`, so a backward pass is two
-nodes as well: as few as this model allows.
+nodes as well: as few as this model allows. With `weight` v (n,) the loss is the weighted
+mean sum_i v_i l_i / sum_i v_i, as in the manual twin.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -18,11 +21,17 @@ def predict(params: Params, X: torch.Tensor) -> torch.Tensor:
     return torch.addmv(params["b"], X, params["w"])
 
 
-def loss(params: Params, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """Mean squared error.   Loss::  L = 1/n * sum_i (X_i . w + b - Y_i)^2   ->  ()"""
-    return torch.nn.functional.mse_loss(predict(params, X), Y)  # ()
+def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error.   Loss::  L = 1/n * sum_i (X_i . w + b - Y_i)^2   ->  ()
+
+    Weighted::  L = sum_i v_i (X_i . w + b - Y_i)^2 / sum_i v_i
+    """
+    if weight is None:
+        return torch.nn.functional.mse_loss(predict(params, X), Y)  # ()
+    residual = predict(params, X) - Y  # (n,)
+    return torch.sum(weight * residual**2) / torch.sum(weight)  # ()
 
 
-def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> Params:
     """dL/dw and dL/db by `loss(...).backward()`.   Shapes::  -> dw (d,), db ()"""
-    return loss_and_gradients(loss, params, X, Y)[1]
+    return loss_and_gradients(functools.partial(loss, weight=weight), params, X, Y)[1]

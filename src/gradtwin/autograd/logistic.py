@@ -1,6 +1,11 @@
-"""Binary logistic regression, mean cross-entropy from the logits, with gradients from PyTorch autograd."""
+"""Binary logistic regression, mean cross-entropy from the logits, with gradients from PyTorch autograd.
+
+With `weight` v (n,) the loss is the weighted mean sum_i v_i l_i / sum_i v_i, as in the manual twin.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -19,14 +24,20 @@ def predict(params: Params, X: torch.Tensor) -> torch.Tensor:
     return (logits(params, X) > 0).to(torch.int64)
 
 
-def loss(params: Params, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy.   Loss::  L = 1/n * sum_i softplus(s_i * z_i),  s_i = 1 - 2 Y_i   ->  ()"""
+def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy.   Loss::  L = 1/n * sum_i softplus(s_i * z_i),  s_i = 1 - 2 Y_i   ->  ()
+
+    Weighted::  L = sum_i v_i softplus(s_i * z_i) / sum_i v_i
+    """
     z = logits(params, X)  # (n,)
     s = 1.0 - 2.0 * Y.to(z.dtype)  # (n,) +1 or -1, exact
     # not F.softplus: above t = 20 it returns t itself, 2e-9 away from log(1 + e^t)
-    return torch.mean(torch.logaddexp(torch.zeros_like(z), s * z))  # ()
+    terms = torch.logaddexp(torch.zeros_like(z), s * z)  # (n,)
+    if weight is None:
+        return torch.mean(terms)  # ()
+    return torch.sum(weight * terms) / torch.sum(weight)  # ()
 
 
-def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> Params:
     """dL/dw and dL/db by `loss(...).backward()`.   Shapes::  -> dw (d,), db ()"""
-    return loss_and_gradients(loss, params, X, Y)[1]
+    return loss_and_gradients(functools.partial(loss, weight=weight), params, X, Y)[1]

@@ -1,6 +1,11 @@
-"""Multinomial (k-class) logistic regression, mean cross-entropy, with gradients from PyTorch autograd."""
+"""Multinomial (k-class) logistic regression, mean cross-entropy, with gradients from PyTorch autograd.
+
+With `weight` v (n,) the loss is the weighted mean sum_i v_i l_i / sum_i v_i, as in the manual twin.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -19,17 +24,22 @@ def predict(params: Params, X: torch.Tensor) -> torch.Tensor:
     return torch.argmax(logits(params, X), dim=1)
 
 
-def loss(params: Params, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy.   Loss::  L = 1/n * sum_i (logsumexp_c Z_ic - Z_{i,Y_i})   ->  ()"""
-    return cross_entropy(logits(params, X), Y)
+    return cross_entropy(logits(params, X), Y, weight)
 
 
-def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> Params:
     """dL/dW and dL/db by `loss(...).backward()`.   Shapes::  -> dW (d, k), db (k,)"""
-    return loss_and_gradients(loss, params, X, Y)[1]
+    return loss_and_gradients(functools.partial(loss, weight=weight), params, X, Y)[1]
 
 
-def cross_entropy(Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """1/n * sum_i (lse_i - Z_{i,Y_i}); Y must be int64 to index.   Shapes::  Z (n, k), Y (n,) -> ()"""
+def cross_entropy(Z: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """1/n * sum_i (lse_i - Z_{i,Y_i}), or sum_i v_i (...) / sum_i v_i; Y must be int64 to index.
+
+    Shapes::  Z (n, k), Y (n,), v (n,) -> ()
+    """
     picked = Z.gather(1, Y[:, None])[:, 0]  # (n,)
-    return torch.mean(torch.logsumexp(Z, dim=1) - picked)
+    if weight is None:
+        return torch.mean(torch.logsumexp(Z, dim=1) - picked)
+    return torch.sum(weight * (torch.logsumexp(Z, dim=1) - picked)) / torch.sum(weight)

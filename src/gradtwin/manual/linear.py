@@ -1,8 +1,11 @@
 """Multivariate linear regression, pred = X @ w + b with mean squared error, derived by hand.
 
 `xp` is the array namespace of the data (NumPy by default), so the same source also runs on
-torch tensors without autograd. `Fused` at the end is the NumPy-only fast path the training
-loop uses: the same derivation, evaluated into preallocated buffers.
+torch tensors without autograd. Every loss is a mean over the samples; with `weight`
+(v (n,), >= 0, not all 0) it is the weighted mean sum_i v_i l_i / sum_i v_i instead, so an
+integer weight counts a sample that many times and a zero weight drops it. `Fused` at the
+end is the NumPy-only fast path the training loop uses: the same derivation, evaluated into
+preallocated buffers (unweighted only).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 Params = dict[str, Any]
 
@@ -20,49 +23,64 @@ def predict(params: Params, X: Any) -> Any:
     return X @ params["w"] + params["b"]
 
 
-def loss(params: Params, X: Any, Y: Any) -> Any:
-    """Mean squared error.   Loss::  L = 1/n * sum_i (X_i . w + b - Y_i)^2   ->  ()"""
+def loss(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
+    """Mean squared error.   Loss::  L = 1/n * sum_i (X_i . w + b - Y_i)^2   ->  ()
+
+    Weighted::  L = sum_i v_i (X_i . w + b - Y_i)^2 / sum_i v_i
+    """
     xp = array_namespace(X, Y)
     residual = predict(params, X) - Y  # (n,)
-    return xp.mean(residual * residual)  # ()
+    if weight is None:
+        return xp.mean(residual * residual)  # ()
+    return xp.sum(weight * (residual * residual)) / xp.sum(weight)  # ()
 
 
-def gradients(params: Params, X: Any, Y: Any) -> Params:
+def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
     """Gradients of the mean squared error with respect to w and b.
 
     Loss::    L = 1/n * sum_i (pred_i - Y_i)^2,   pred_i = sum_j X_ij w_j + b
     Chain::   dL/dpred_i = 2/n * (pred_i - Y_i)
               dL/dw_j = sum_i dL/dpred_i * X_ij   i.e. dL/dw = X.T @ dL/dpred   (dpred_i/dw_j = X_ij)
               dL/db = sum_i dL/dpred_i                                          (dpred_i/db = 1)
-    Shapes::  X (n, d), Y (n,), w (d,), b ()  ->  dw (d,), db ()
+    Weighted::  dL/dpred_i = 2 * v_i / sum_k v_k * (pred_i - Y_i), the rest unchanged
+    Shapes::  X (n, d), Y (n,), w (d,), b (), v (n,)  ->  dw (d,), db ()
     """
     xp = array_namespace(X, Y)
     n = X.shape[0]
     residual = predict(params, X) - Y  # (n,)
-    dpred = (2.0 / n) * residual  # (n,)
+    if weight is None:
+        dpred = (2.0 / n) * residual  # (n,)
+    else:
+        dpred = (2.0 / xp.sum(weight)) * (weight * residual)  # (n,)
     dw = dpred @ X  # (d,)  = X.T @ dpred, summed over the n rows
     db = xp.sum(dpred)  # ()
     return {"w": dw, "b": db}
 
 
-def gradient_scale(params: Params, X: Any, Y: Any) -> Params:
+def gradient_scale(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
     """Sum of the magnitudes of the terms each gradient adds up, for rounding bounds.
 
     A term of dw_j is 2/n * X_ij * (X_i . w + b - Y_i); its rounding error is bounded by a few
-    unit roundoffs of 2/n * |X_ij| * (|X_i| . |w| + |b| + |Y_i|), whatever the residual's sign.
+    unit roundoffs of 2/n * |X_ij| * (|X_i| . |w| + |b| + |Y_i|), whatever the residual's sign
+    (weighted: 2 * v_i / sum_k v_k in place of 2/n).
     Shapes::  -> {"w": (d,), "b": ()}
     """
     xp = array_namespace(X, Y)
     n = X.shape[0]
     size = xp.abs(X) @ xp.abs(params["w"]) + xp.abs(params["b"]) + xp.abs(Y)  # (n,)
-    return {"w": (2.0 / n) * (size @ xp.abs(X)), "b": (2.0 / n) * xp.sum(size)}
+    if weight is None:
+        return {"w": (2.0 / n) * (size @ xp.abs(X)), "b": (2.0 / n) * xp.sum(size)}
+    size = (2.0 / xp.sum(weight)) * (weight * size)  # (n,)
+    return {"w": size @ xp.abs(X), "b": xp.sum(size)}
 
 
-def loss_scale(params: Params, X: Any, Y: Any) -> Any:
-    """Bound on the magnitude of the loss's terms: 1/n * sum_i (|X_i| . |w| + |b| + |Y_i|)^2."""
+def loss_scale(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
+    """Bound on the magnitude of the loss's terms: 1/n * sum_i (|X_i| . |w| + |b| + |Y_i|)^2 (weighted mean)."""
     xp = array_namespace(X, Y)
     size = xp.abs(X) @ xp.abs(params["w"]) + xp.abs(params["b"]) + xp.abs(Y)  # (n,)
-    return xp.mean(size * size)
+    if weight is None:
+        return xp.mean(size * size)
+    return xp.sum(weight * (size * size)) / xp.sum(weight)
 
 
 def rounding_terms(X: Any) -> int:
@@ -70,16 +88,19 @@ def rounding_terms(X: Any) -> int:
     return int(X.shape[0]) + int(X.shape[1]) + 2
 
 
-def hessian(X: Any) -> Any:
+def hessian(X: Any, weight: Any = None) -> Any:
     """Hessian of the loss in (w, b); constant, since the loss is quadratic.
 
     With A = [X 1] (n, d + 1):  H = 2/n * A.T @ A      Shapes::  X (n, d) -> H (d + 1, d + 1)
+    Weighted::  H = 2 * A.T @ diag(v) @ A / sum_i v_i
     Gradient descent is stable for lr < 2 / lambda_max(H).
     """
     xp = array_namespace(X)
     n = X.shape[0]
-    A = xp.concat([X, xp.ones((n, 1), dtype=X.dtype)], axis=1)  # (n, d + 1)
-    return (2.0 / n) * (A.T @ A)  # (d + 1, d + 1)
+    A = xp.concat([X, xp.ones((n, 1), dtype=X.dtype, device=device(X))], axis=1)  # (n, d + 1)
+    if weight is None:
+        return (2.0 / n) * (A.T @ A)  # (d + 1, d + 1)
+    return (2.0 / xp.sum(weight)) * (A.T @ (weight[:, None] * A))  # (d + 1, d + 1)
 
 
 class Fused:

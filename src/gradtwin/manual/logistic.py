@@ -7,6 +7,9 @@ t = s*z with s = 1 - 2y (s = +1 for y = 0, -1 for y = 1):
 
 and softplus is evaluated as logaddexp(0, t), which never overflows: a logit of 1e4 costs
 1e4 and a logit of -1e4 costs 0, where log(sigmoid(z)) would give log(0) = -inf.
+
+With `weight` (v (n,), >= 0, not all 0) the mean over samples becomes the weighted mean
+sum_i v_i l_i / sum_i v_i: an integer weight counts a sample that many times, zero drops it.
 """
 
 from __future__ import annotations
@@ -31,22 +34,29 @@ def predict(params: Params, X: Any) -> Any:
     return xp.astype(logits(params, X) > 0, xp.int64)
 
 
-def loss(params: Params, X: Any, Y: Any) -> Any:
-    """Mean cross-entropy.   Loss::  L = 1/n * sum_i softplus(s_i * z_i),  s_i = 1 - 2 Y_i   ->  ()"""
+def loss(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
+    """Mean cross-entropy.   Loss::  L = 1/n * sum_i softplus(s_i * z_i),  s_i = 1 - 2 Y_i   ->  ()
+
+    Weighted::  L = sum_i v_i softplus(s_i * z_i) / sum_i v_i
+    """
     xp = array_namespace(X, Y)
     z = logits(params, X)  # (n,)
     s = 1.0 - 2.0 * xp.astype(Y, z.dtype)  # (n,) +1 or -1, exact
-    return xp.mean(xp.logaddexp(xp.zeros_like(z), s * z))  # ()
+    terms = xp.logaddexp(xp.zeros_like(z), s * z)  # (n,)
+    if weight is None:
+        return xp.mean(terms)  # ()
+    return xp.sum(weight * terms) / xp.sum(weight)  # ()
 
 
-def gradients(params: Params, X: Any, Y: Any) -> Params:
+def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
     """Gradients of the mean cross-entropy with respect to w and b.
 
     Loss::    L = 1/n * sum_i softplus(t_i),   t_i = s_i z_i,   z_i = X_i w + b,   s_i = 1 - 2 Y_i
     Chain::   dsoftplus(t)/dt = sigma(t)
               dL/dz_i = 1/n * s_i * sigma(s_i z_i)      (= (sigma(z_i) - Y_i) / n)
               dL/dw = X.T @ dL/dz ;   dL/db = sum_i dL/dz_i
-    Shapes::  X (n, d), Y (n,) int, w (d,), b ()  ->  dw (d,), db ()
+    Weighted::  dL/dz_i = v_i / sum_k v_k * s_i * sigma(s_i z_i), the rest unchanged
+    Shapes::  X (n, d), Y (n,) int, w (d,), b (), v (n,)  ->  dw (d,), db ()
 
     s*sigma(s*z) is sigma(z) - y without the cancellation of 1 - sigma(z) near z = 40, where
     sigma(z) rounds to 1 and the difference to 0.
@@ -55,7 +65,10 @@ def gradients(params: Params, X: Any, Y: Any) -> Params:
     n = X.shape[0]
     z = logits(params, X)  # (n,)
     s = 1.0 - 2.0 * xp.astype(Y, z.dtype)  # (n,)
-    dz = (s * sigmoid(s * z)) / n  # (n,)
+    if weight is None:
+        dz = (s * sigmoid(s * z)) / n  # (n,)
+    else:
+        dz = (s * sigmoid(s * z)) * (weight / xp.sum(weight))  # (n,)
     dw = X.T @ dz  # (d,)
     db = xp.sum(dz)  # ()
     return {"w": dw, "b": db}
@@ -77,7 +90,7 @@ def _magnitudes(params: Params, X: Any, Y: Any) -> tuple[Any, Any, Any]:
     return a, sigmoid(t), xp.logaddexp(xp.zeros_like(t), t)
 
 
-def gradient_scale(params: Params, X: Any, Y: Any) -> Params:
+def gradient_scale(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
     """Sum of the magnitudes each gradient element is built from, for rounding bounds.
 
     dL/dz_i = s_i sigma(t_i) / n carries its own few roundings (exp, 1 + e, the division:
@@ -86,22 +99,28 @@ def gradient_scale(params: Params, X: Any, Y: Any) -> Params:
     gamma times e_i = sigma(t_i) * (1 + a_i) / n, and dw_j = sum_i X_ij dL/dz_i by a gamma
     times sum_i |X_ij| e_i. The sum over d features inside z is why `rounding_terms` is n + d.
     sigma, the division by n and each product may flush to zero: FLUSH for each of them.
+    Weighted: v_i / sum_k v_k in place of 1/n.
     Shapes::  -> {"w": (d,), "b": ()}
     """
     xp = array_namespace(X, Y)
     n = X.shape[0]
     a, sig, _ = _magnitudes(params, X, Y)
-    e = (sig + FLUSH) * (1.0 + a) / n + FLUSH  # (n,)
+    if weight is None:
+        e = (sig + FLUSH) * (1.0 + a) / n + FLUSH  # (n,)
+    else:
+        e = (sig + FLUSH) * (1.0 + a) * (weight / xp.sum(weight)) + FLUSH  # (n,)
     return {"w": xp.abs(X).T @ e + n * FLUSH, "b": xp.sum(e)}
 
 
-def loss_scale(params: Params, X: Any, Y: Any) -> Any:
+def loss_scale(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
     """1/n * sum_i (softplus(t_i) + sigma(t_i) * a_i): each term's own size plus the error of
     z_i (at most gamma(d) * a_i) times the slope dsoftplus/dt = sigma(t_i); FLUSH for a
-    softplus of a very negative t, which is exp(t) and may flush to zero."""
+    softplus of a very negative t, which is exp(t) and may flush to zero (weighted mean)."""
     xp = array_namespace(X, Y)
     a, sig, softplus = _magnitudes(params, X, Y)
-    return xp.mean(softplus + sig * a + FLUSH)
+    if weight is None:
+        return xp.mean(softplus + sig * a + FLUSH)
+    return xp.sum(weight * (softplus + sig * a + FLUSH)) / xp.sum(weight)
 
 
 def rounding_terms(X: Any) -> int:
