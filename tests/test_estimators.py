@@ -29,6 +29,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @parametrize_with_checks(
     [cls(engine=engine, device=device) for cls in ESTIMATORS for engine in TWINS for device in DEVICES]
+    + [GradientDescentRegressor(engine="exact")]  # the closed-form engine: linear models, cpu only
 )
 def test_scikit_learn_conformance(estimator: Any, check: Any) -> None:
     """Every check of `check_estimator`, for each estimator, engine and device; none expected to fail."""

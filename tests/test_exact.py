@@ -178,3 +178,22 @@ def test_standardized_random_problem_from_registry() -> None:
     data = standardize(m.random_data(np.random.default_rng(9)))
     if data.n > data.X.shape[1] + 1:
         _agree("linear", data, 0.5 * m.stable_lr(data.X), 100)
+
+
+def test_weighted_exact_history_matches_the_weighted_twins() -> None:
+    """Sample weights (zeros and integers among them): the exact engine's weighted statistics give
+    the weighted twins' histories step by step, as unweighted data does."""
+    from gradtwin.weighted import weighted, with_weights
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((120, 4)) + 2.0
+    Y = X @ rng.standard_normal(4) + rng.standard_normal(120)
+    v = rng.integers(0, 4, size=120).astype(np.float64)
+    model = weighted(MODELS["linear"], v)
+    data = with_weights(Dataset(X, Y, name="weighted"), v)
+    lr = 0.9 * model.stable_lr(X)
+    exact = train(ExactEngine(model), data, lr, 200, seed=0)
+    for twin in ("manual", "autograd"):
+        run = train(make_engine(twin, model), data, lr, 200, seed=0)
+        p_rel, loss_rel = _relative_gap(exact.history, run.history)
+        assert p_rel <= REL and loss_rel <= REL, (twin, p_rel, loss_rel)

@@ -59,7 +59,7 @@ BLOCK_BYTES = 1 << 21  # rows of X per block of the statistics pass (~2 MiB, cac
 class Statistics:
     """Sufficient statistics of a linear least-squares problem (float64)."""
 
-    n: int
+    n: float  # the number of rows, or the sum of the weights v
     mean_x: np.ndarray  # (d,)
     mean_y: float
     S: np.ndarray  # (d, d)  centred X.T X
@@ -67,16 +67,19 @@ class Statistics:
     syy: float  # centred Y.Y
 
 
-def statistics(X: np.ndarray, Y: np.ndarray) -> Statistics:
+def statistics(X: np.ndarray, Y: np.ndarray, weight: np.ndarray | None = None) -> Statistics:
     """One pass over X (n, d) and Y (n,) in row blocks, merged with Chan et al.'s update.
 
     Each block of Z = [X Y] is copied into one reused buffer and centred on its own mean
     (accurate sums), then blocks are combined: G = G_a + G_b + n_a n_b / n * delta delta.T,
     with delta the difference of their means. One matrix product per block gives S, s and syy.
+    With sample weights v (n,) every count becomes a sum of weights and every mean a weighted
+    mean (G_b = Z.T diag(v) Z): the weighted loss sum_i v_i r_i^2 / sum_i v_i has the same
+    closed form with n replaced by sum_i v_i.
     """
     n, d = X.shape
     rows = max(1, min(n, BLOCK_BYTES // (8 * (d + 1))))
-    count, mean = 0, np.zeros(d + 1)  # running means of [X Y]
+    count, mean = 0.0, np.zeros(d + 1)  # running means of [X Y]
     G = np.zeros((d + 1, d + 1))  # centred [X Y].T [X Y]: S, s and syy in one matrix
     centred = np.empty((rows, d + 1))  # (rows, d + 1) reused by every block: no n-sized temporaries
     ones = np.ones(rows)
@@ -86,14 +89,19 @@ def statistics(X: np.ndarray, Y: np.ndarray) -> Statistics:
         Z = centred[:m]  # (m, d + 1)
         Z[:, :d] = Xb
         Z[:, d] = Yb
-        mz = (ones[:m] @ Z) / m  # (d + 1,) a matrix-vector product: faster than Z.mean(axis=0)
+        vb = ones[:m] if weight is None else weight[start : start + rows]  # (m,)
+        mass = float(m) if weight is None else float(np.sum(vb))
+        if mass == 0.0:  # a block of zero weights adds nothing
+            continue
+        mz = (vb @ Z) / mass  # (d + 1,) a matrix-vector product: faster than Z.mean(axis=0)
         Z -= mz
-        total = count + m
+        total = count + mass
         delta = mz - mean  # (d + 1,)
-        G += Z.T @ Z + (count * m / total) * np.outer(delta, delta)  # one product per block
-        mean += delta * (m / total)
+        gram = Z.T @ Z if weight is None else (Z.T * vb) @ Z  # (d + 1, d + 1)
+        G += gram + (count * mass / total) * np.outer(delta, delta)  # one product per block
+        mean += delta * (mass / total)
         count = total
-    return Statistics(n, mean[:d].copy(), float(mean[d]), G[:d, :d].copy(), G[:d, d].copy(), float(G[d, d]))
+    return Statistics(count, mean[:d].copy(), float(mean[d]), G[:d, :d].copy(), G[:d, d].copy(), float(G[d, d]))
 
 
 def hessian(stats: Statistics) -> np.ndarray:
@@ -232,7 +240,7 @@ class ExactEngine(Engine):
     name = "exact"
 
     def __init__(self, model: Model, dtype: str = "float64", device: str = "cpu") -> None:
-        if model.name not in EXACT_MODELS:
+        if model.name.removesuffix("-weighted") not in EXACT_MODELS:
             raise UsageError(
                 f"engine 'exact' needs a linear model with squared error ({', '.join(EXACT_MODELS)}); "
                 f"got model {model.name!r}"
@@ -248,6 +256,8 @@ class ExactEngine(Engine):
     def statistics(self, data: Dataset) -> Statistics:
         X = np.asarray(data.X, dtype=numpy_dtype(self.dtype))
         Y = np.asarray(data.Y, dtype=numpy_dtype(self.dtype))
+        if Y.ndim == 2:  # a weighted model's Y: [target, weight] (gradtwin.weighted)
+            return statistics(_design(X), np.ascontiguousarray(Y[:, 0]), np.ascontiguousarray(Y[:, 1]))
         return statistics(_design(X), Y)
 
     def trajectory(self, data: Dataset, start: dict[str, np.ndarray], lr: float) -> Trajectory:
