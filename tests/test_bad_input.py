@@ -1,4 +1,4 @@
-"""Every row of docs/bad-input.md, run: the one line it promises and its exit code or exception."""
+"""Every row of the README's catalogue, run: the one line it promises and its exit code or exception."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegres
 from gradtwin.models import get_model
 from gradtwin.train import train
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"  # its catalogue: "What each bad input gets"
 
 
 @dataclass
 class Cli:
     """One command line run in a fresh folder holding `files`; `setup` may patch the world first."""
 
-    input: str  # the row's first cell in docs/bad-input.md
+    input: str  # the row's first cell in the README's catalogue
     argv: list[str]
     exit: int
     says: str  # regular expression the one stderr line must match from its start
@@ -759,7 +759,7 @@ def test_every_catalogue_row_has_a_test_and_every_test_a_row() -> None:
     rows = _doc_rows()
     tested = {c.input: str(c.exit) for c in CLI_CASES} | {c.input: "-" for c in LIB_CASES}
     assert set(rows) == set(tested)
-    assert rows == tested, "the exit codes in docs/bad-input.md differ from those the tests expect"
+    assert rows == tested, "the exit codes in the README's catalogue differ from those the tests expect"
 
 
 def test_library_errors_are_both_gradtwin_errors_and_builtin_ones() -> None:

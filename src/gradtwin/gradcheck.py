@@ -16,7 +16,7 @@ where gamma(K) = K*u / (1 - K*u) (parity.gamma) and S is the rounding scale of e
 (`_with_float32_floor`), plus an underflow floor. Finite differences are trusted within the
 loss's rounding (a-priori, or measured by noise.loss_noise) over the step, plus Richardson's
 truncation estimate; kinks.probe re-examines every element that fails. TF32 is off while it runs.
-The rule is written out with its reasons in docs/checker.md.
+The rule is written out with its reasons in the README ("The tolerance rule and why").
 """
 
 from __future__ import annotations
