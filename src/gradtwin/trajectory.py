@@ -36,7 +36,7 @@ def gradient_tolerance(
     counts the roundings a term sees besides the sum (raise it for extra steps).
     """
     p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    K = rounding_terms(model, Dataset(X, Y, name="tolerance"))
+    K = rounding_terms(model, Dataset(X, Y, name="tolerance"), p64)
     loss_tol = 2 * tolerance(dtype, K, model.manual.loss_scale(p64, X, Y), ops)
     scales = model.manual.gradient_scale(p64, X, Y)
     return loss_tol, {k: 2 * tolerance(dtype, K, scales[k], ops) for k in p64}
