@@ -32,7 +32,10 @@ DTYPES = ["float32", "float64"]
 
 
 def _on(values: Any, dtype: str, device: str) -> Any:
-    return torch.as_tensor(np.asarray(values), dtype=getattr(torch, dtype), device=device)
+    """`values` as a tensor of `dtype` on `device`; integer class labels stay int64, as engines keep them."""
+    values = np.asarray(values)
+    kind = torch.int64 if np.issubdtype(values.dtype, np.integer) else getattr(torch, dtype)
+    return torch.as_tensor(values, dtype=kind, device=device)
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])])
@@ -41,7 +44,8 @@ def _on(values: Any, dtype: str, device: str) -> Any:
 def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: str, device: str) -> None:
     """Every output of the manual twin on torch tensors is a tensor of X's dtype on X's device.
 
-    The 'meta' device has no data, so on the CPU it catches a constant built without
+    Except a classifier's predictions, which are int64 class labels (on X's device), as its
+    labels Y are. The 'meta' device has no data, so on the CPU it catches a constant built without
     `device=` (the error a GPU would raise) and any call that needs NumPy.
     """
     model = MODELS[name]
@@ -57,9 +61,13 @@ def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: s
     }
     if hasattr(model.manual, "hessian"):
         outputs["hessian"] = model.manual.hessian(X)
+    labels = model.task == "classification"
+    assert Y.dtype == (torch.int64 if labels else X.dtype)
     for label, out in outputs.items():
         assert isinstance(out, torch.Tensor), f"{label} is a {type(out).__name__}, not a torch tensor"
-        assert out.dtype == X.dtype and out.device == X.device, f"{label}: {out.dtype} on {out.device}"
+        want = torch.int64 if labels and label == "predict" else X.dtype
+        assert out.dtype == want and out.device == X.device, f"{label}: {out.dtype} on {out.device}, not {want}"
+    assert tuple(outputs["predict"].shape) == (data.n,)
     for k in params:
         assert tuple(outputs[f"gradients[{k}]"].shape) == np.shape(params[k]), k
     assert outputs["loss"].shape == ()
@@ -67,7 +75,7 @@ def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: s
 
 def _checks_at(model: Any, params: dict[str, np.ndarray], data: Any, dtype: str, device: str) -> list[Any]:
     """Forward value first, then each gradient: manual-on-torch, NumPy and autograd, and the f64 reference."""
-    K = rounding_terms(model, data)
+    K = rounding_terms(model, data, params)
     loss_scale = model.manual.loss_scale(params, data.X, data.Y)
     grad_scale = model.manual.gradient_scale(params, data.X, data.Y)
     ref = {"loss": model.manual.loss(params, data.X, data.Y), **model.manual.gradients(params, data.X, data.Y)}
@@ -152,14 +160,13 @@ def test_whole_histories_on_device_match_numpy(name: str, dtype: str, device: st
                     diff = np.abs(runs[label].history.params[k] - values).reshape(len(bound), -1).max(axis=1)
                     assert np.all(diff <= bound), f"{label} {k}: max diff {diff.max():.3g}, bound {bound.max():.3g}"
                 continue
-            eng = engines[label]
+            eng, ref_eng = engines[label], engines["manual numpy"]
             X, Y = eng.asarray(data.X), eng.asarray(data.Y)
+            X_ref, Y_ref = ref_eng.asarray(data.X), ref_eng.asarray(data.Y)  # labels stay int64
             for t in range(15):
                 p_t = {k: v[t] for k, v in reference.items()}
                 _, grads = eng.loss_and_gradients(eng.params(p_t), X, Y)
-                _, ref_grads = engines["manual numpy"].loss_and_gradients(
-                    engines["manual numpy"].params(p_t), data.X.astype(dtype), data.Y.astype(dtype)
-                )
+                _, ref_grads = ref_eng.loss_and_gradients(ref_eng.params(p_t), X_ref, Y_ref)
                 _, tol = gradient_tolerance(model, p_t, data.X, data.Y, dtype)
                 for k in p_t:
                     c = compare(f"{label} vs manual numpy", k, eng.to_numpy(grads[k]), ref_grads[k], tol[k], t)

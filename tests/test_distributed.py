@@ -100,6 +100,16 @@ def test_split_rows_covers_every_row_once() -> None:
     assert sizes == [133, 309]
 
 
+def test_shard_missing_classes_keeps_the_whole_models_shapes() -> None:
+    """wine is sorted by class: its first 30% holds class 0 only, yet the model has 3 classes."""
+    model = MODELS["softmax"]
+    data = model.default_data()
+    first = distributed.shard(data, 0, WORLD, WEIGHTS)
+    assert set(np.unique(first.Y)) == {0} and first.Y.dtype == np.int64
+    assert model.param_shapes(first) == model.param_shapes(data) == {"W": (13, 3), "b": (3,)}
+    assert distributed.shard(MODELS["linear1d"].default_data(), 0, WORLD).classes == 0
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{m}-{e}-{'mini' if b else 'full'}" for m, e, b in CASES])
 def test_distributed_equals_single_step_by_step(runs: dict[str, Any], case: tuple[str, str, int | None]) -> None:
     name, _, batch = case

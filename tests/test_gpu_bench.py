@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from gradtwin import throughput
 from gradtwin.engines import ENGINES
 from gradtwin.models import MODELS
 
@@ -26,6 +28,16 @@ def test_bench_runs_tiny_on_cpu_and_writes_its_table(tmp_path: Path) -> None:
             mine = [r for r in rows if r.startswith(f"| {name} | {engine} |")]
             assert mine, f"no row for {name} {engine}"
             assert all("failed" not in r and "memory" not in r for r in mine), mine
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if MODELS[m].task == "classification"])
+def test_bench_problem_gives_int64_labels_and_parameters_for_every_class(name: str) -> None:
+    """Labels as engines keep them (int64), all of them inside the parameters' classes."""
+    prob = throughput.problem(MODELS[name], 300, 16, "float32", torch.device("cpu"), seed=1)
+    assert prob.X.dtype == torch.float32 and prob.Y.dtype == torch.int64
+    k = 2 if name == "logistic" else prob.params["b" if name == "softmax" else "b2"].shape[0]
+    labels = np.unique(prob.Y.numpy())
+    assert labels.min() >= 0 and labels.max() == k - 1, (labels, k)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")

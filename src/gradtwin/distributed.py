@@ -41,6 +41,7 @@ from gradtwin.engines import Engine
 from gradtwin.errors import UsageError
 
 TIMEOUT = datetime.timedelta(seconds=300)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def extra_roundings(world: int) -> int:
@@ -72,11 +73,14 @@ class Shard(Dataset):
     """This process's rows [offset, offset + len(X)) of a data set of `total` rows.
 
     `n` is the whole data set's size, so the training loop draws its mini-batches from all
-    the rows, as a single process would; X and Y hold only this process's rows.
+    the rows, as a single process would; X and Y hold only this process's rows. `classes`
+    (integer labels only, else 0) is the whole data set's class count, largest label + 1:
+    a shard that holds none of some class still gets the whole model's parameter shapes.
     """
 
     offset: int = 0
     total: int = 0
+    classes: int = 0
 
     @property
     def n(self) -> int:
@@ -86,8 +90,16 @@ class Shard(Dataset):
 def shard(data: Dataset, rank: int, world: int, weights: Sequence[float] | None = None) -> Shard:
     """Process `rank`'s contiguous shard of `data` (see `split_rows`)."""
     start, stop = split_rows(data.n, world, weights)[rank]
+    labels = np.issubdtype(data.Y.dtype, np.integer) and data.n > 0
     return Shard(
-        data.X[start:stop], data.Y[start:stop], data.name, data.x_name, data.y_name, offset=start, total=data.n
+        data.X[start:stop],
+        data.Y[start:stop],
+        data.name,
+        data.x_name,
+        data.y_name,
+        offset=start,
+        total=data.n,
+        classes=int(np.max(data.Y)) + 1 if labels else 0,
     )
 
 
@@ -228,9 +240,20 @@ def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0, l
 
     import torch.multiprocessing as mp
 
-    context = mp.start_processes(
-        _worker, args=(nproc, free_port(), fn, args), nprocs=nproc, join=False, start_method="spawn"
-    )
+    # As torchrun does: the processes share the cores, so each gets its share of threads for
+    # torch and the BLAS (unless the caller chose). Threads that outnumber the cores spin
+    # against each other and can make a run ten times slower.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, cores // nproc))
+    added = {k: threads for k in THREAD_VARIABLES if k not in os.environ}
+    os.environ.update(added)  # the spawned processes inherit the environment as it is now
+    try:
+        context = mp.start_processes(
+            _worker, args=(nproc, free_port(), fn, args), nprocs=nproc, join=False, start_method="spawn"
+        )
+    finally:
+        for k in added:
+            del os.environ[k]
     assert context is not None
     processes = context.processes
     first_failure = 0

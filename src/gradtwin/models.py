@@ -156,7 +156,8 @@ def n_classes(data: Dataset, most: int | None = None) -> int:
             f"got X of shape {data.X.shape} and Y of dtype {data.Y.dtype}"
             + (f" from {np.min(data.Y)}" if np.issubdtype(data.Y.dtype, np.integer) else "")
         )
-    k = int(np.max(data.Y)) + 1
+    # a shard of a data set (`distributed.Shard`) may lack some classes: it carries the whole set's count
+    k = max(int(np.max(data.Y)) + 1, getattr(data, "classes", 0))
     if most is not None and k > most:
         raise DataError(f"{data.name}: labels must be 0..{most - 1} for this model; got labels up to {k - 1}")
     return k

@@ -56,7 +56,7 @@ def problem(model: Model, n: int, d: int, dtype: str, device: torch.device, seed
     """n rows in the layout of `model.random_data` (1-D X stays 1-D; 2-D X gets d columns).
 
     Regression targets are a linear function of X plus noise; class labels are drawn from
-    the labels the model's own random data uses. Parameters: seeded normals times 0.1.
+    the labels the model's own random data uses (int64). Parameters: seeded normals times 0.1.
     """
     rng = np.random.default_rng(seed)
     small = model.random_data(rng)
@@ -67,11 +67,12 @@ def problem(model: Model, n: int, d: int, dtype: str, device: torch.device, seed
     if model.task == "regression":
         slope = torch.randn(shape[1:], dtype=X.dtype, device=device, generator=gen)  # (d,) or ()
         Y = (X @ slope if two_d else X * slope) + torch.randn(n, dtype=X.dtype, device=device, generator=gen)
-    else:
-        labels = torch.as_tensor(np.unique(small.Y), dtype=X.dtype, device=device)  # (k,)
+    else:  # int64 class labels, as engines keep them
+        labels = torch.as_tensor(np.unique(small.Y), dtype=torch.int64, device=device)  # (k,)
         Y = labels[torch.randint(len(labels), (n,), device=device, generator=gen)]  # (n,)
+        Y[0] = labels[-1]  # so the data name all k classes (the parameter shapes are read from them)
     m = min(n, 256)
-    template = Dataset(X[:m].double().cpu().numpy(), Y[:m].double().cpu().numpy(), name="bench")
+    template = Dataset(X[:m].double().cpu().numpy(), Y[:m].cpu().numpy(), name="bench")
     params = {k: 0.1 * v for k, v in model.init_params(template, seed).items()}
     return Problem(params, X, Y)
 
