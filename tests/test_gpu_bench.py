@@ -24,7 +24,7 @@ def test_bench_runs_tiny_on_cpu_and_writes_its_table(tmp_path: Path) -> None:
     (table,) = tmp_path.glob("gpu_bench_*.md")
     rows = [line for line in table.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
     for name in MODELS:
-        for engine in ENGINES:
+        for engine in [e for e in ENGINES if throughput.applies(e, MODELS[name])]:
             mine = [r for r in rows if r.startswith(f"| {name} | {engine} |")]
             assert mine, f"no row for {name} {engine}"
             assert all("failed" not in r and "memory" not in r for r in mine), mine

@@ -102,8 +102,19 @@ class Row:
 def time_engine(engine: Engine, prob: Problem, lr: float, warmup: int = 2, budget: float = 0.5) -> float:
     """Seconds per iteration of `loss_and_gradients` then `update`, after `warmup` iterations.
 
-    Measures at least 3 iterations and stops once `budget` seconds have passed.
+    Measures at least 3 iterations and stops once `budget` seconds have passed. An engine
+    with a closed-form `trajectory` (the exact engine) has no step: its whole run of 1,000
+    iterations, statistics pass included, is timed and divided by 1,000.
     """
+    if getattr(engine, "trajectory", None) is not None:
+        from gradtwin.train import train
+
+        X64 = prob.X.detach().cpu().numpy().astype(np.float64)
+        Y64 = prob.Y.detach().cpu().numpy()
+        data = Dataset(X64, Y64, name="bench")
+        train(engine, data, lr, iterations=10, init=prob.params)  # warm-up
+        result = train(engine, data, lr, iterations=1000, init=prob.params, record_every=1000)
+        return result.seconds / 1000
     numpy_arrays = not isinstance(engine.asarray(np.zeros(1)), torch.Tensor)
     X = prob.X.cpu().numpy() if numpy_arrays else prob.X
     Y = prob.Y.cpu().numpy() if numpy_arrays else prob.Y
@@ -162,12 +173,21 @@ def run(
                     continue
                 cols = int(prob.X.shape[1]) if prob.X.ndim == 2 else 1
                 for name in engines:
+                    if not applies(name, model):
+                        continue
                     rows.append(_one(model, name, make, dev, dtype, prob, n, cols, bw, budget, n == max(sizes)))
                     log(_line(rows[-1]))
                 del prob
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
     return rows
+
+
+def applies(engine: str, model: Model) -> bool:
+    """Whether `engine` can train `model` at all (the exact engine: linear models only)."""
+    from gradtwin.exact import EXACT_MODELS
+
+    return engine != "exact" or model.name in EXACT_MODELS
 
 
 def _one(
@@ -184,10 +204,12 @@ def _one(
     repeat: bool,
 ) -> Row:
     try:
-        engine = make(name, model, dtype, str(dev))
+        # the exact engine is a cpu computation after one pass over the data: time it there
+        engine = make(name, model, dtype, "cpu" if name == "exact" else str(dev))
         seconds = time_engine(engine, prob, lr=1e-3, budget=budget)
-        diff = repeat_difference(engine, prob) if repeat else None
-        return Row(model.name, name, str(dev), dtype, n, d, seconds, prob.nbytes, bw, diff)
+        closed_form = getattr(engine, "trajectory", None) is not None  # no step to repeat
+        diff = repeat_difference(engine, prob) if repeat and not closed_form else None
+        return Row(model.name, name, str(engine.device), dtype, n, d, seconds, prob.nbytes, bw, diff)
     except torch.OutOfMemoryError:
         return _failed(model, name, dev, dtype, n, d, bw, "out of memory")
     except Exception as e:  # one engine's failure must not cost the rest of the table
