@@ -123,7 +123,12 @@ def _check_range(data: Dataset, dtype: str) -> None:
         limit = float(np.finfo(dtype).max)
     except (TypeError, ValueError):  # a dtype NumPy does not know: nothing to compare against here
         return
+    if limit >= float(np.finfo(np.float64).max):
+        return  # data sets hold finite float64 already
     for label, values in (("X", data.X), ("Y", data.Y)):
+        # max and min read the data without an n-sized temporary; only a failure looks further
+        if values.size == 0 or max(abs(float(values.max())), abs(float(values.min()))) <= limit:
+            continue
         big = np.abs(values) > limit
         if big.any():
             row = int(np.argwhere(big)[0][0])
