@@ -169,6 +169,33 @@ def test_cli_nproc_matches_one_process(capfd: pytest.CaptureFixture[str]) -> Non
         assert abs(two["params"][k] - float(v)) <= bound[-1], (k, two["params"][k], float(v), bound[-1])
 
 
+def _misbehave(how: str) -> int:
+    """A worker for the launcher's own tests: rank 0 behaves as `how` says, rank 1 waits."""
+    import os
+    import time
+
+    if os.environ["RANK"] == "0":
+        if how == "raise":
+            raise ValueError("boom in rank 0")
+        if how == "exit 3":
+            return 3
+        if how == "hang":
+            time.sleep(600)
+        return 0
+    time.sleep(600)  # a process that would wait for a collective forever
+    return 0
+
+
+def test_spawn_reports_a_raising_process_and_stops_the_other(capfd: pytest.CaptureFixture[str]) -> None:
+    assert distributed.spawn(2, _misbehave, "raise", grace=1.0, limit=120) == 1
+    assert "ValueError: boom in rank 0" in capfd.readouterr().err
+
+
+def test_spawn_passes_on_an_exit_code_and_times_out_with_124() -> None:
+    assert distributed.spawn(2, _misbehave, "exit 3", grace=1.0, limit=120) == 3
+    assert distributed.spawn(1, _misbehave, "hang", limit=3.0) == 124
+
+
 def _cuda_worker(out: str, world: int) -> int:
     """One NCCL process on its own GPU: linear1d, both twins, full batch, uneven shards."""
     device = distributed.setup("cuda")
