@@ -287,8 +287,8 @@ def _worker(rank: int, nproc: int, port: int, fn: Callable[..., Any], args: tupl
     full garbage collection of every module's objects, after the exit handlers) took 3 s
     to 20 s on a loaded two-core machine, and in 4 spawns of about 50 it held processes
     whose work and process group were done until the 150 s to 240 s limit stopped them.
-    The exit handlers run, results are written and output flushed by then, so ending at once loses
-    nothing. An exception is printed with its traceback and gives exit status 1.
+    The exit handlers still run and output is flushed, so ending at once loses nothing. An
+    exception is printed with its traceback and gives exit status 1.
     """
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
