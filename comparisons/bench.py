@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from gradtwin.data import Dataset
-from gradtwin.engines import make_engine
-from gradtwin.exact import ExactEngine, statistics
-from gradtwin.files import atomic_write_text
+from gradtwin.training.factory import make_engine
+from gradtwin.training.exact import ExactEngine, statistics
+from gradtwin.cli.files import atomic_write_text
 from gradtwin.models import MODELS
-from gradtwin.train import train
+from gradtwin.training.loop import train
 
 HERE = Path(__file__).resolve().parent
 MODEL = MODELS["linear"]
@@ -144,9 +144,9 @@ def measure(n: int, d: int, dtype: str, quick: bool) -> dict[str, float]:
 MEMORY_SCRIPT = """
 import json, sys, numpy as np
 from gradtwin.data import Dataset
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.models import MODELS
-from gradtwin.train import train
+from gradtwin.training.loop import train
 engine, n, d, its, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 e = make_engine(engine, MODELS["linear"])
 def status(field):

@@ -21,8 +21,8 @@ import torch
 
 from gradtwin import throughput
 from gradtwin.devices import resolve_device
-from gradtwin.engines import ENGINES, make_engine
-from gradtwin.files import atomic_write_text
+from gradtwin.training.factory import ENGINES, make_engine
+from gradtwin.cli.files import atomic_write_text
 from gradtwin.models import MODELS
 
 GPU_SIZES = (1_000_000, 10_000_000, 100_000_000)

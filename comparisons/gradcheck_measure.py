@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import torch  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from gradtwin.files import atomic_write_text  # noqa: E402
+from gradtwin.cli.files import atomic_write_text  # noqa: E402
 from test_gradcheck_measure import bug_problems, correct_problems, run_bug, run_correct  # noqa: E402
 
 

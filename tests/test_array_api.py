@@ -18,13 +18,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradtwin.check import rounding_terms
-from gradtwin.engines import AutogradEngine, ManualEngine
+from gradtwin.parity.scales import rounding_terms
+from gradtwin.training.engines import AutogradEngine, ManualEngine
 from gradtwin.models import MODELS
-from gradtwin.numerics import nondeterminism, strict_numerics
-from gradtwin.parity import compare, tolerance
-from gradtwin.train import train
-from gradtwin.trajectory import drift_tolerance, gradient_tolerance
+from gradtwin.parity.numerics import nondeterminism, strict_numerics
+from gradtwin.parity.compare import compare
+from gradtwin.parity.rounding import tolerance
+from gradtwin.training.loop import train
+from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]

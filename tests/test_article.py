@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradtwin.check import check_point
+from gradtwin.parity.model_check import check_point
 from gradtwin.data import Dataset
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.models import get_model
-from gradtwin.train import train
+from gradtwin.training.loop import train
 
 ARTICLE = """
 import numpy as np

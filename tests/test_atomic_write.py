@@ -15,7 +15,7 @@ import pytest
 from gradtwin import data as datasets
 from gradtwin.cli import main
 from gradtwin.errors import OutputError, UsageError
-from gradtwin.files import atomic_write, atomic_write_text
+from gradtwin.cli.files import atomic_write, atomic_write_text
 
 TRAIN = ["train", "--data", "synthetic", "--n", "20", "--iterations", "30"]
 

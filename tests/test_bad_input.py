@@ -18,11 +18,11 @@ from sklearn.exceptions import NotFittedError
 
 from gradtwin import data as datasets
 from gradtwin.cli import main
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.errors import DataError, DataTypeError, DivergedError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
 from gradtwin.models import get_model
-from gradtwin.train import train
+from gradtwin.training.loop import train
 
 DOC = Path(__file__).resolve().parents[1] / "README.md"  # its catalogue: "What each bad input gets"
 

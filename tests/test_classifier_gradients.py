@@ -11,9 +11,9 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gradtwin.check import check_point
+from gradtwin.parity.model_check import check_point
 from gradtwin.data import Dataset
-from gradtwin.engines import AutogradEngine, ManualEngine
+from gradtwin.training.engines import AutogradEngine, ManualEngine
 from gradtwin.models import MODELS, Model, _away_from_relu_kink, mlp
 
 CLASSIFIERS = ("logistic", "softmax", "mlp", "mlp-relu", "mlp-sigmoid")

@@ -7,14 +7,14 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from gradtwin.check import rounding_terms
+from gradtwin.parity.scales import rounding_terms
 from gradtwin.data import Dataset
-from gradtwin.engines import make_engine
-from gradtwin.labelled import synthetic_classes
-from gradtwin.metrics import accuracy
+from gradtwin.training.factory import make_engine
+from gradtwin.data import synthetic_classes
+from gradtwin.training.metrics import accuracy
 from gradtwin.models import MODELS, Model, mlp
-from gradtwin.parity import tolerance, unit_roundoff
-from gradtwin.train import TrainResult, _batches, train
+from gradtwin.parity.rounding import tolerance, unit_roundoff
+from gradtwin.training.loop import TrainResult, _batches, train
 
 DTYPES = ("float64", "float32")
 

@@ -22,13 +22,14 @@ import numpy as np
 import pytest
 import torch
 
-from gradtwin import distributed
+from gradtwin.training import distributed
 from gradtwin.cli import main
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.models import MODELS
-from gradtwin.parity import ROUNDING_OPS, compare
-from gradtwin.train import _batches, train
-from gradtwin.trajectory import drift_tolerance, gradient_tolerance
+from gradtwin.parity.rounding import ROUNDING_OPS
+from gradtwin.parity.compare import compare
+from gradtwin.training.loop import _batches, train
+from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
 
 WORLD = 2
 WEIGHTS = (0.3, 0.7)  # uneven shards

@@ -14,13 +14,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gradtwin import DataError, DivergedError, GradientDescentClassifier, GradientDescentRegressor, UsageError
-from gradtwin.engines import ENGINES, make_engine
+from gradtwin.training.factory import ENGINES, make_engine
 from gradtwin.errors import DataTypeError
 from gradtwin.estimators import Problem, _GradientDescent
-from gradtwin.parity import tolerance, unit_roundoff
-from gradtwin.reference import least_squares
-from gradtwin.train import TrainResult, train
-from gradtwin.trajectory import drift_tolerance, step_tolerance
+from gradtwin.parity.rounding import tolerance, unit_roundoff
+from gradtwin.training.exact import least_squares
+from gradtwin.training.loop import TrainResult, train
+from gradtwin.parity.drift import drift_tolerance, step_tolerance
 
 TWINS = ("manual", "autograd")
 ESTIMATORS = (GradientDescentRegressor, GradientDescentClassifier)

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from gradtwin.cli import main
 from gradtwin.data import Dataset, standardize
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.errors import UsageError
-from gradtwin.exact import ExactEngine, Trajectory, statistics, sweep
+from gradtwin.training.exact import ExactEngine, Trajectory, statistics, sweep
 from gradtwin.models import MODELS
-from gradtwin.parity import history_bound
-from gradtwin.train import History, train
+from gradtwin.parity.compare import history_bound
+from gradtwin.training.loop import History, train
 
 REL = 1e-10  # the float64 agreement, relative to the size of the parameters and of the loss
 

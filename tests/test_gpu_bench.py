@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gradtwin import throughput
-from gradtwin.engines import ENGINES
+from gradtwin.training.factory import ENGINES
 from gradtwin.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]

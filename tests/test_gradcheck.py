@@ -12,9 +12,9 @@ import torch
 
 import gradcheck_cases as cases
 import gradtwin
-from gradtwin.check import check_model
+from gradtwin.parity.model_check import check_model
 from gradtwin.errors import UsageError
-from gradtwin.gradcheck import check_gradients, tf32_off
+from gradtwin.parity.gradcheck import check_gradients, tf32_off
 from gradtwin.manual import linear1d
 from gradtwin.models import MODELS
 

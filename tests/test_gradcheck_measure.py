@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck_cases as cases
-from gradtwin.gradcheck import check_gradients
-from gradtwin.gradscale import autograd_scales
-from gradtwin.parity import tolerance
+from gradtwin.parity.gradcheck import check_gradients
+from gradtwin.parity.autograd_scales import autograd_scales
+from gradtwin.parity.rounding import tolerance
 
 EXAMPLES = int(os.environ.get("GRADTWIN_EXAMPLES", "150"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradtwin import labelled
+from gradtwin import data as labelled
 from gradtwin.data import Dataset
 from gradtwin.errors import DataError
 

@@ -10,14 +10,16 @@ from array_api_compat import array_namespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradtwin.check import check_point, rounding_terms
+from gradtwin.parity.model_check import check_point
+from gradtwin.parity.scales import rounding_terms
 from gradtwin.data import Dataset, standardize
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.manual import linear as manual_linear
 from gradtwin.models import MODELS
-from gradtwin.parity import history_bound, tolerance
-from gradtwin.reference import least_squares
-from gradtwin.train import train
+from gradtwin.parity.compare import history_bound
+from gradtwin.parity.rounding import tolerance
+from gradtwin.training.exact import least_squares
+from gradtwin.training.loop import train
 
 MODEL = MODELS["linear"]
 FAST = settings(max_examples=12, deadline=None)

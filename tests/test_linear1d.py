@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import DEVICES, DTYPES
-from gradtwin.check import check_point
+from gradtwin.parity.model_check import check_point
 from gradtwin.data import Dataset
 from gradtwin.manual import linear1d as manual
 from gradtwin.models import get_model

@@ -7,12 +7,12 @@ import pytest
 
 from conftest import DTYPES
 from gradtwin.data import synthetic_linear1d
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.errors import UsageError
 from gradtwin.models import get_model
-from gradtwin.reference import least_squares
-from gradtwin.train import train
-from gradtwin.trajectory import drift_tolerance, gradient_tolerance
+from gradtwin.training.exact import least_squares
+from gradtwin.training.loop import train
+from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
 
 MODEL = get_model("linear1d")
 DATA = MODEL.default_data()  # diabetes bmi, standardized: H = 2 I, stable lr = 1

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gradtwin.engines import make_engine
+from gradtwin.training.factory import make_engine
 from gradtwin.errors import UsageError
 from gradtwin.models import MODELS, Model
-from gradtwin.train import TrainResult, first_stop, train
+from gradtwin.training.loop import TrainResult, first_stop, train
 
 # (lr, target_loss, iterations): a full budget, a target reached mid-chunk, a divergence mid-chunk
 CASES = {

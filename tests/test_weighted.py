@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradtwin.check import check_model, check_point, rounding_terms
+from gradtwin.parity.model_check import check_model, check_point
+from gradtwin.parity.scales import rounding_terms
 from gradtwin.data import Dataset
 from gradtwin.errors import UsageError
 from gradtwin.models import get_model
-from gradtwin.parity import tolerance
+from gradtwin.parity.rounding import tolerance
 from gradtwin.weighted import WEIGHTED, targets, weighted, with_weights
 
 

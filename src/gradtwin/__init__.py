@@ -1,13 +1,12 @@
 """gradtwin: every gradient-descent model built twice, by hand and by autograd, proven equal."""
 
-from gradtwin.check import check_model, check_point
 from gradtwin.data import Dataset, load_csv, load_diabetes_bmi, standardize, synthetic_linear1d
-from gradtwin.engines import AutogradEngine, ManualEngine, make_engine
 from gradtwin.errors import DataError, DivergedError, GradtwinError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
-from gradtwin.gradcheck import GradientReport, ParamReport, assert_gradients_match, check_gradients
 from gradtwin.models import MODELS, get_model
-from gradtwin.train import History, TrainResult, train
+from gradtwin.parity.gradcheck import GradientReport, ParamReport, assert_gradients_match, check_gradients
+from gradtwin.parity.model_check import check_model, check_point
+from gradtwin.training import AutogradEngine, History, ManualEngine, TrainResult, distributed, make_engine, train
 
 __all__ = [
     "MODELS",
@@ -28,6 +27,7 @@ __all__ = [
     "check_gradients",
     "check_model",
     "check_point",
+    "distributed",
     "get_model",
     "load_csv",
     "load_diabetes_bmi",

@@ -10,7 +10,8 @@ engine, and maps the parameters back to X's units:
 On standardized X the loss's curvature is bounded by the data alone. With A = [X' 1] and
 c_i = v_i / sum v (1/n unweighted), M = A.T diag(c) A, the Hessian is at most kappa * M with
 kappa = 2 (squared error, where it is exactly 2 M), 1/4 (logistic: sigma (1 - sigma) <= 1/4)
-or 1/2 (softmax: diag(p) - p p.T <= 1/2, Boehning 1992). So L = kappa * lambda_max(M) bounds
+or 1/2 (softmax: diag(p) - p p.T <= 1/2, Boehning 1992): the twins' `hessian` or `hessian_bound`,
+read through `Model.curvature`. So L = kappa * lambda_max(M) bounds
 it, every lr below 2/L is stable, and lr='auto' takes 1/L: a step that never overshoots.
 """
 
@@ -26,19 +27,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from gradtwin import engines
+from gradtwin import validate
 from gradtwin.data import Dataset, as_real
 from gradtwin.errors import DataError, DivergedError, UsageError
 from gradtwin.manual import linear as manual_linear
 from gradtwin.manual import logistic as manual_logistic
 from gradtwin.manual import softmax as manual_softmax
 from gradtwin.models import Model, get_model
-from gradtwin.parity import gamma
-from gradtwin.train import TrainResult, train
-from gradtwin.weighted import weighted, with_weights
+from gradtwin.parity.rounding import gamma
+from gradtwin.training import ENGINES, TrainResult, make_engine, train
 
 Params = dict[str, np.ndarray]
-KAPPA = {"linear": 2.0, "logistic": 0.25, "softmax": 0.5}  # Hessian <= kappa * M (see above)
 
 
 @dataclass(frozen=True)
@@ -83,16 +82,15 @@ class _GradientDescent(BaseEstimator):
 
     def _check_params(self) -> None:
         name = type(self).__name__
-        if self.engine not in engines.ENGINES:
-            raise UsageError(f"{name}: engine must be one of {', '.join(engines.ENGINES)}; got {self.engine!r}")
-        if not (isinstance(self.lr, str) and self.lr == "auto") and not _positive_finite(self.lr):
+        if self.engine not in ENGINES:
+            raise UsageError(f"{name}: engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        lr_ok = isinstance(self.lr, str) and self.lr == "auto"
+        lr_ok = lr_ok or (validate.is_real(self.lr) and math.isfinite(float(self.lr)) and float(self.lr) > 0)
+        if not lr_ok:
             raise UsageError(f"{name}: lr must be 'auto' or a positive finite number; got {self.lr!r}")
-        if not _whole(self.max_iter):
-            raise UsageError(f"{name}: max_iter must be an integer >= 1; got {self.max_iter!r}")
-        if self.target_loss is not None and not (_real(self.target_loss) and 0 <= self.target_loss < math.inf):
-            raise UsageError(f"{name}: target_loss must be None or a finite number >= 0; got {self.target_loss!r}")
-        if self.batch_size is not None and not _whole(self.batch_size):
-            raise UsageError(f"{name}: batch_size must be None or an integer >= 1; got {self.batch_size!r}")
+        validate.whole(self.max_iter, "max_iter", owner=name)
+        validate.finite_at_least(self.target_loss, "target_loss", allow_none=True, owner=name)
+        validate.whole(self.batch_size, "batch_size", allow_none=True, owner=name)
 
     def _validate(self, X: Any, y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """X (n, d) float64, y (n,) as given, and the weights: None where they are all equal.
@@ -120,22 +118,21 @@ class _GradientDescent(BaseEstimator):
     def _problem(
         self, model: Model, X: np.ndarray, Y: np.ndarray, weight: np.ndarray | None, classes: np.ndarray | None = None
     ) -> Problem:
-        """Standardize X, bound the curvature, choose lr and the start; wrap the model for weights."""
+        """Standardize X, bound the curvature, choose lr and the start."""
         x_mean, x_scale, Xs = standardize(X, weight)
-        curvature = KAPPA[model.name] * _lambda_max(Xs, weight)
+        curvature = model.curvature(Xs, weight)
+        assert curvature is not None, f"{model.name} has a Hessian or a bound on it"
         lr = 1.0 / curvature if isinstance(self.lr, str) else float(self.lr)
         # the regressor starts at the optimal intercept: its gradient is 0 on centred X
         init = {"w": np.zeros(X.shape[1]), "b": np.asarray(np.average(Y, weights=weight))}
-        data = Dataset(Xs, Y, name=type(self).__name__)
-        if weight is not None:
-            model, data = weighted(model, weight), with_weights(data, weight)
+        data = Dataset(Xs, Y, name=type(self).__name__, weight=weight)
         start = init if model.task == "regression" else None
         return Problem(model, data, start, lr, curvature, x_mean, x_scale, classes)
 
     def _train(self, problem: Problem) -> TrainResult:
         """Run the chosen engine on the problem; a run that blew up, or whose loss grew, raises."""
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        engine = engines.make_engine(self.engine, problem.model, self.dtype, self.device)
+        engine = make_engine(self.engine, problem.model, self.dtype, self.device)
         result = train(
             engine,
             problem.data,
@@ -185,7 +182,7 @@ class GradientDescentRegressor(RegressorMixin, _GradientDescent):
     already zero on centred X. Parameters:
 
     engine: 'manual' (hand-derived gradients), 'autograd' (PyTorch), or any name in
-        gradtwin.engines.ENGINES.
+        gradtwin.training.ENGINES.
     lr: 'auto' (1/L, half the largest stable rate; see the module's docstring) or a number.
     max_iter: gradient steps (the iteration budget). target_loss: stop once the loss is at or below it.
     batch_size: mini-batches of this many rows, drawn from a permutation per epoch (None: all rows).
@@ -232,7 +229,7 @@ class GradientDescentClassifier(ClassifierMixin, _GradientDescent):
         problem = self._prepare(X, y, sample_weight)
         result = self._train(problem)
         name = type(self).__name__
-        if problem.model.name.startswith("logistic"):
+        if problem.model.name == "logistic":
             coef, intercept = unstandardize(result.params["w"], result.params["b"], problem, name)
             self.coef_, self.intercept_ = coef[None, :], np.atleast_1d(intercept)  # (1, d), (1,)
         else:
@@ -294,13 +291,6 @@ def standardize(X: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, n
     return mean, scale, centred / scale
 
 
-def _lambda_max(Xs: np.ndarray, weight: np.ndarray | None) -> float:
-    """lambda_max(A.T diag(c) A), A = [X' 1] (n, d + 1), c = v / sum v (1/n unweighted)."""
-    A = np.hstack([Xs, np.ones((Xs.shape[0], 1))])  # (n, d + 1)
-    c = np.full(Xs.shape[0], 1.0 / Xs.shape[0]) if weight is None else weight / np.sum(weight)  # (n,)
-    return float(np.linalg.eigvalsh(A.T @ (c[:, None] * A))[-1])
-
-
 def unstandardize(w: np.ndarray, b: np.ndarray, problem: Problem, name: str) -> tuple[np.ndarray, np.ndarray]:
     """coef = w' / scale, intercept = b' - mean @ coef, for w' (d,) or (d, k); refuses what overflows."""
     scale = problem.x_scale if w.ndim == 1 else problem.x_scale[:, None]
@@ -314,15 +304,3 @@ def unstandardize(w: np.ndarray, b: np.ndarray, problem: Problem, name: str) -> 
             f"{problem.x_scale[j]:.3g} around {problem.x_mean[j]:.3g}); rescale X"
         )
     return coef, intercept
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _positive_finite(value: Any) -> bool:
-    return _real(value) and math.isfinite(value) and bool(value > 0)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 1)

@@ -11,36 +11,51 @@ from typing import Any
 
 import numpy as np
 
-from gradtwin import labelled
+from gradtwin import validate
 from gradtwin.autograd import linear as autograd_linear
 from gradtwin.autograd import linear1d as autograd_linear1d
 from gradtwin.autograd import logistic as autograd_logistic
 from gradtwin.autograd import mlp as autograd_mlp
 from gradtwin.autograd import softmax as autograd_softmax
-from gradtwin.data import Dataset, load_diabetes_all, load_diabetes_bmi, standardize
+from gradtwin.data import (
+    Dataset,
+    load_breast_cancer,
+    load_diabetes_all,
+    load_diabetes_bmi,
+    load_digits,
+    load_wine,
+    standardize,
+    synthetic_classes,
+)
 from gradtwin.errors import DataError, UsageError
 from gradtwin.manual import linear as manual_linear
 from gradtwin.manual import linear1d as manual_linear1d
 from gradtwin.manual import logistic as manual_logistic
 from gradtwin.manual import mlp as manual_mlp
 from gradtwin.manual import softmax as manual_softmax
-from gradtwin.parity import fd_step, gamma
 
 Params = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class Model:
-    """One model: its manual and autograd twins and what a run of it needs to start."""
+    """One model: its manual and autograd twins and what a run of it needs to start.
+
+    `family` names the twin modules (`manual/<family>.py`, `autograd/<family>.py`); the mlp's
+    variants share one. `default_data(standardized)` loads its data, standardized or in its
+    own units. `weights` says whether the twins take sample weights.
+    """
 
     name: str
+    family: str
     manual: ModuleType
     autograd: ModuleType
     description: str
     param_shapes: Callable[[Dataset], dict[str, tuple[int, ...]]]
-    default_data: Callable[[], Dataset]
+    default_data: Callable[[bool], Dataset]
     random_data: Callable[[np.random.Generator], Dataset]
     task: str = "regression"
+    weights: bool = False
     x_ndim: int | None = None  # 1: X is (n,), one feature; 2: X is (n, d); None: either
     y_ndim: int | None = None  # 1: Y is (n,); None: whatever the Dataset allows
 
@@ -48,8 +63,6 @@ class Model:
     default_iterations: int = 300
     # a model-specific start (the mlp: zeros would keep its hidden units identical forever)
     init: Callable[[dict[str, tuple[int, ...]], np.random.Generator], Params] | None = None
-    # random problems must pass this (the relu mlp: no pre-activation near the kink)
-    admissible: Callable[[Params, Dataset], bool] | None = None
     synthetic: Callable[[int, int], Dataset] | None = None  # (n, seed) -> data of this model's kind
     options: dict[str, Any] = field(default_factory=dict)  # hyper-parameters, shown by `gradtwin list`
 
@@ -59,6 +72,9 @@ class Model:
         for label, arr, ndim in (("X", data.X, self.x_ndim), ("Y", data.Y, self.y_ndim)):
             if ndim is not None and arr.ndim != ndim:
                 raise DataError(f"{self.name} needs {label} {forms[ndim]}; got shape {arr.shape} from {data.name}")
+        if data.weight is not None and not self.weights:
+            takes = ", ".join(m.name for m in MODELS.values() if m.weights)
+            raise UsageError(f"sample weights are supported for {takes}; got model {self.name!r}")
 
     def init_params(self, data: Dataset, seed: int | None = None) -> Params:
         """Zeros, as in the article, or seeded standard-normal values (float64).
@@ -73,38 +89,50 @@ class Model:
         rng = np.random.default_rng(seed)
         return {name: np.asarray(rng.standard_normal(shape)) for name, shape in shapes.items()}
 
-    def random_problem(self, rng: np.random.Generator) -> tuple[Params, Dataset]:
-        """A random data set and standard-normal parameters at a random scale, for parity checks.
+    def curvature(self, X: np.ndarray, weight: np.ndarray | None = None) -> float | None:
+        """L, the largest eigenvalue of the loss's Hessian (quadratic losses) or a bound on it, or None.
 
-        Redrawn until `admissible` accepts it (at most 1,000 draws).
+        The twin's `hessian` where the loss is quadratic, else its `hessian_bound` (a matrix the
+        Hessian never exceeds); None where the twin has neither or the data overflow float64.
         """
-        for _ in range(1000):
-            data = self.random_data(rng)
-            scale = 10.0 ** rng.uniform(-2, 2)
-            shapes = self.param_shapes(data)
-            params = {k: scale * np.asarray(rng.standard_normal(shape)) for k, shape in shapes.items()}
-            if self.admissible is None or self.admissible(params, data):
-                return params, data
-        raise RuntimeError(f"{self.name}: no admissible random problem in 1,000 draws")
+        hessian = getattr(self.manual, "hessian", None) or getattr(self.manual, "hessian_bound", None)
+        if hessian is None:
+            return None
+        X64 = np.asarray(X, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            H = np.asarray(hessian(X64) if weight is None else hessian(X64, weight=weight))
+        if not np.all(np.isfinite(H)):  # data near float64's limit: no bound can be computed
+            return None
+        return float(np.linalg.eigvalsh(H)[-1])
 
-    def stable_lr(self, X: np.ndarray) -> float | None:
+    def stable_lr(self, X: np.ndarray, weight: np.ndarray | None = None) -> float | None:
         """2 / lambda_max of the loss's Hessian where it is constant and finite, else None.
 
         Above this learning rate full-batch gradient descent on a quadratic loss diverges.
         """
-        hessian = getattr(self.manual, "hessian", None)
-        if hessian is None:
+        if getattr(self.manual, "hessian", None) is None:
             return None
-        with np.errstate(over="ignore", invalid="ignore"):
-            H = np.asarray(hessian(np.asarray(X, dtype=np.float64)))
-        if not np.all(np.isfinite(H)):  # data near float64's limit: no bound can be computed
+        lam_max = self.curvature(X, weight)
+        if lam_max is None:
             return None
-        lam_max = float(np.linalg.eigvalsh(H)[-1])
         return 2.0 / lam_max if lam_max > 0 else float("inf")
 
 
-def _default_linear1d() -> Dataset:
-    return standardize(load_diabetes_bmi())
+def _default_linear1d(standardized: bool = True) -> Dataset:
+    data = load_diabetes_bmi()
+    return standardize(data) if standardized else data
+
+
+def _default_breast_cancer(standardized: bool = True) -> Dataset:
+    return load_breast_cancer(standardized=standardized)
+
+
+def _default_wine(standardized: bool = True) -> Dataset:
+    return load_wine(standardized=standardized)
+
+
+def _default_digits(standardized: bool = True) -> Dataset:
+    return load_digits()  # pixels in [0, 1], never standardized
 
 
 def _random_linear1d(rng: np.random.Generator) -> Dataset:
@@ -115,8 +143,9 @@ def _random_linear1d(rng: np.random.Generator) -> Dataset:
     return Dataset(X, Y, name="random")
 
 
-def _default_linear() -> Dataset:
-    return standardize(load_diabetes_all())
+def _default_linear(standardized: bool = True) -> Dataset:
+    data = load_diabetes_all()
+    return standardize(data) if standardized else data
 
 
 def _random_linear(rng: np.random.Generator) -> Dataset:
@@ -186,7 +215,7 @@ def _glorot(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> Par
     }
 
 
-def _bind(module: ModuleType, **options: Any) -> ModuleType:
+def bind(module: ModuleType, **options: Any) -> ModuleType:
     """A module-like copy of a twin whose functions get `options` as keywords where they take them."""
     bound = ModuleType(f"{module.__name__}[{', '.join(f'{k}={v}' for k, v in options.items())}]", module.__doc__)
     for name, value in vars(module).items():
@@ -199,45 +228,27 @@ def _bind(module: ModuleType, **options: Any) -> ModuleType:
     return bound
 
 
-def _away_from_relu_kink(params: Params, data: Dataset) -> bool:
-    """No pre-activation A_ij within reach of relu's kink at 0, so finite differences are valid.
-
-    A central difference moves W1_lj by up to 2 steps (its Richardson estimate uses D(2h)),
-    which moves A_ij by |X_il| times that, and b1_j moves A_ij by its own 2 steps; a float32
-    A_ij may also lie gamma(K) * (|X| @ |W1| + |b1|)_ij from the exact one. Twice the larger
-    reach must stay clear, so neither a step nor rounding can cross the kink.
-    """
-    X, W1, b1 = data.X, params["W1"], params["b1"]
-    A = X @ W1 + b1  # (n, h)
-    step_reach = np.max(np.abs(X)[:, :, None] * (2.0 * fd_step(W1))[None], axis=1)  # (n, h)
-    step_reach = np.maximum(step_reach, 2.0 * fd_step(b1))  # (n, h)
-    terms = data.n + X.shape[1] + W1.shape[1] + 2 * params["W2"].shape[1]
-    round_reach = gamma(terms + 10, np.float32) * (np.abs(X) @ np.abs(W1) + np.abs(b1))  # (n, h)
-    return bool(np.all(np.abs(A) > 2.0 * np.maximum(step_reach, round_reach)))
-
-
 def mlp(hidden: int = 32, activation: str = "tanh") -> Model:
     """The one-hidden-layer network with `hidden` units and the given activation."""
-    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
-        raise UsageError(f"hidden must be an integer >= 1; got {hidden!r}")
+    validate.whole(hidden, "hidden")
     if activation not in manual_mlp.ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(manual_mlp.ACTIVATIONS)}; got {activation!r}")
     h = int(hidden)
     return Model(
         name="mlp" if activation == "tanh" else f"mlp-{activation}",
-        manual=_bind(manual_mlp, activation=activation),
-        autograd=_bind(autograd_mlp, activation=activation),
+        family="mlp",
+        manual=bind(manual_mlp, activation=activation),
+        autograd=bind(autograd_mlp, activation=activation),
         description=f"one hidden layer of {h} {activation} units, softmax output, mean cross-entropy",
         param_shapes=functools.partial(_mlp_shapes, hidden=h),
-        default_data=lambda: labelled.load_digits(),
+        default_data=_default_digits,
         # hidden width drawn per problem, not `h`: parity must hold at any width
         random_data=_random_labelled_mlp,
         task="classification",
         default_lr={"tanh": 1.0, "relu": 1.0, "sigmoid": 4.0}[activation],  # sigmoid' <= 1/4
         default_iterations=200,
         init=_glorot,
-        admissible=_away_from_relu_kink if activation == "relu" else None,
-        synthetic=lambda n, seed: labelled.synthetic_classes(n, d=4, k=3, seed=seed, scale=3.0),
+        synthetic=lambda n, seed: synthetic_classes(n, d=4, k=3, seed=seed, scale=3.0),
         options={"hidden": h, "activation": activation},
     )
 
@@ -261,6 +272,7 @@ def configure(model: Model, hidden: int | None = None, activation: str | None = 
 MODELS: dict[str, Model] = {
     "linear1d": Model(
         name="linear1d",
+        family="linear1d",
         manual=manual_linear1d,
         autograd=autograd_linear1d,
         description="the article's model: pred = X*w + b, mean squared error",
@@ -272,43 +284,46 @@ MODELS: dict[str, Model] = {
     ),
     "linear": Model(
         name="linear",
+        family="linear",
         manual=manual_linear,
         autograd=autograd_linear,
         description="multivariate linear regression: pred = X @ w + b, mean squared error",
         param_shapes=lambda data: {"w": (int(data.X.shape[1]),), "b": ()},
         default_data=_default_linear,
         random_data=_random_linear,
+        weights=True,
         x_ndim=2,
         y_ndim=1,
     ),
     "logistic": Model(
         name="logistic",
+        family="logistic",
         manual=manual_logistic,
         autograd=autograd_logistic,
         description="binary logistic regression: z = X @ w + b, mean cross-entropy from the logits",
         param_shapes=_logistic_shapes,
-        default_data=lambda: labelled.load_breast_cancer(),
+        default_data=_default_breast_cancer,
         random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=6, k_max=2),
         task="classification",
+        weights=True,
         default_lr=1.0,
         default_iterations=500,
-        synthetic=lambda n, seed: labelled.synthetic_classes(n, d=2, k=2, seed=seed, scale=2.0),
+        synthetic=lambda n, seed: synthetic_classes(n, d=2, k=2, seed=seed, scale=2.0),
     ),
     "softmax": Model(
         name="softmax",
+        family="softmax",
         manual=manual_softmax,
         autograd=autograd_softmax,
         description="multinomial logistic regression: Z = X @ W + b, mean cross-entropy by log-sum-exp",
-        param_shapes=lambda data: {
-            "W": (n_classes(data) and data.X.shape[1], n_classes(data)),
-            "b": (n_classes(data),),
-        },
-        default_data=lambda: labelled.load_wine(),
+        param_shapes=_softmax_shapes,
+        default_data=_default_wine,
         random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=5, k_max=5),
         task="classification",
+        weights=True,
         default_lr=1.0,
         default_iterations=500,
-        synthetic=lambda n, seed: labelled.synthetic_classes(n, d=3, k=3, seed=seed, scale=2.0),
+        synthetic=lambda n, seed: synthetic_classes(n, d=3, k=3, seed=seed, scale=2.0),
     ),
     "mlp": mlp(activation="tanh"),
     "mlp-relu": mlp(activation="relu"),

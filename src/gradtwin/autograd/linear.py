@@ -11,7 +11,7 @@ import functools
 
 import torch
 
-from gradtwin.autograd._backward import loss_and_gradients
+from gradtwin.autograd.backward import loss_and_gradients
 
 Params = dict[str, torch.Tensor]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gradtwin.autograd._backward import loss_and_gradients
+from gradtwin.autograd.backward import loss_and_gradients
 
 Params = dict[str, torch.Tensor]
 

@@ -9,7 +9,7 @@ import functools
 
 import torch
 
-from gradtwin.autograd._backward import loss_and_gradients
+from gradtwin.autograd.backward import loss_and_gradients
 
 Params = dict[str, torch.Tensor]
 

@@ -34,20 +34,18 @@ keep relative digits. Parameters are unaffected.
 
 Everything is float64 on the CPU. With dtype float32 the data are rounded to float32 first,
 so the trajectory is the exact one of the problem the float32 twins see; they differ from it
-by their own rounding (bounded in `float32_history_bound`).
+by their own rounding (bounded by `parity.drift.drift_tolerance` with one implementation).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from gradtwin.data import Dataset
-from gradtwin.devices import numpy_dtype
-from gradtwin.engines import Engine
+from gradtwin.devices import numpy_dtype, resolve_device
 from gradtwin.errors import UsageError
 from gradtwin.models import Model
 
@@ -181,6 +179,11 @@ class Trajectory:
         self.L_star = least_squares_loss(stats)
         self.seconds = 0.0
 
+    @property
+    def stable_bound(self) -> float:
+        """2 / lambda_max: above this learning rate the loss grows without bound."""
+        return 2.0 / float(self.lam.max())
+
     def with_lr(self, lr: float) -> Trajectory:
         """The same start and data at another learning rate (the eigendecomposition is reused)."""
         lam = np.where(self.zero, 0.0, self.lam)
@@ -234,31 +237,34 @@ def _design(X: np.ndarray) -> np.ndarray:
     return X.reshape(X.shape[0], -1)  # (n, d): 1-D X is one feature
 
 
-class ExactEngine(Engine):
-    """`--engine exact`: the trajectory in closed form (linear models with squared error only)."""
+class ExactEngine:
+    """`--engine exact`: the whole trajectory in closed form (linear models with squared error only).
+
+    Not a twin's engine: it computes no gradients and takes no steps. `train` hands it the data,
+    the start and lr, and evaluates the `Trajectory` it returns under the same stop rules.
+    """
 
     name = "exact"
 
     def __init__(self, model: Model, dtype: str = "float64", device: str = "cpu") -> None:
-        if model.name.removesuffix("-weighted") not in EXACT_MODELS:
+        if model.family not in EXACT_MODELS:
             raise UsageError(
                 f"engine 'exact' needs a linear model with squared error ({', '.join(EXACT_MODELS)}); "
                 f"got model {model.name!r}"
             )
-        super().__init__(model, dtype, device)
+        self.model, self.dtype = model, dtype
+        self.device = resolve_device(device, dtype)
         if self.device.type != "cpu":
             raise UsageError(f"engine 'exact' runs on the cpu; got device {str(self.device)!r}")
 
-    def asarray(self, values: np.ndarray) -> Any:
+    def asarray(self, values: np.ndarray) -> np.ndarray:
         """The data as the twins of this dtype see it, held in float64."""
         return np.asarray(values, dtype=numpy_dtype(self.dtype)).astype(np.float64)
 
     def statistics(self, data: Dataset) -> Statistics:
-        X = np.asarray(data.X, dtype=numpy_dtype(self.dtype))
-        Y = np.asarray(data.Y, dtype=numpy_dtype(self.dtype))
-        if Y.ndim == 2:  # a weighted model's Y: [target, weight] (gradtwin.weighted)
-            return statistics(_design(X), np.ascontiguousarray(Y[:, 0]), np.ascontiguousarray(Y[:, 1]))
-        return statistics(_design(X), Y)
+        X = _design(self.asarray(data.X))
+        weight = None if data.weight is None else self.asarray(data.weight)
+        return statistics(X, self.asarray(data.Y), weight)
 
     def trajectory(self, data: Dataset, start: dict[str, np.ndarray], lr: float) -> Trajectory:
         """Statistics (one pass), eigendecomposition, then a `Trajectory` ready to evaluate."""
@@ -268,6 +274,21 @@ class ExactEngine(Engine):
         traj = Trajectory(stats, p0, lr, ("w", "b"), scalar_w=data.X.ndim == 1)
         traj.seconds = time.perf_counter() - clock
         return traj
+
+
+def least_squares(data: Dataset) -> dict[str, np.ndarray]:
+    """The minimiser of the (weighted) mean squared error, from the centred statistics (float64).
+
+    w = S^+ s (directions of S at rounding level dropped), b = ybar - mean_x . w.
+    Returns {"w": () for 1-D X or (d,), "b": ()}: the point gradient descent should reach.
+    """
+    weight = None if data.weight is None else data.weight
+    stats = statistics(_design(data.X), data.Y, weight)
+    sig, V = np.linalg.eigh(stats.S)
+    keep = sig > _zero_threshold(sig)
+    w = V[:, keep] @ ((V[:, keep].T @ stats.s) / sig[keep])  # (d,)
+    b = stats.mean_y - stats.mean_x @ w
+    return {"w": np.asarray(w[0] if data.X.ndim == 1 else w), "b": np.asarray(b)}
 
 
 @dataclass

@@ -31,13 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradtwin import diagnose
 from gradtwin.devices import numpy_dtype, resolve_device, torch_dtype
 from gradtwin.errors import UsageError
-from gradtwin.gradscale import autograd_scales, samples_of
-from gradtwin.kinks import Probe, probe
-from gradtwin.noise import loss_noise
-from gradtwin.parity import ROUNDING_OPS, ParamCheck, compare, finite_differences, finite_or_none, tolerance
+from gradtwin.parity import diagnose
+from gradtwin.parity.autograd_scales import autograd_scales, samples_of
+from gradtwin.parity.compare import ParamCheck, compare, finite_or_none
+from gradtwin.parity.finite_diff import finite_differences
+from gradtwin.parity.kinks import Probe, probe
+from gradtwin.parity.noise import loss_noise
+from gradtwin.parity.rounding import ROUNDING_OPS, tolerance
 
 ManualGradients = Callable[..., Mapping[str, Any]]
 TorchLoss = Callable[..., torch.Tensor]

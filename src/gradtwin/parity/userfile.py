@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from gradtwin.errors import UsageError
-from gradtwin.gradcheck import GradientReport, check_gradients
+from gradtwin.parity.gradcheck import GradientReport, check_gradients
 
 REQUIRED = ("manual_gradients", "torch_loss", "make_problem")
 

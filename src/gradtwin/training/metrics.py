@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradtwin.data import Dataset
-from gradtwin.engines import Engine
+from gradtwin.training.engines import Engine
 
 
 def accuracy(engine: Engine, params: dict[str, np.ndarray], data: Dataset) -> float:

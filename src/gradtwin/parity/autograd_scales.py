@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradtwin.parity import tolerance
+from gradtwin.parity.rounding import tolerance
 
 TorchLoss = Callable[..., torch.Tensor]
 _CHUNK_ELEMENTS = 1 << 22  # rows of the Jacobian computed at once, times the inputs' size

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradtwin.files import atomic_write
-from gradtwin.train import TrainResult
+from gradtwin.cli.files import atomic_write
+from gradtwin.training.loop import TrainResult
 
 if TYPE_CHECKING:
-    from gradtwin.exact import Sweep
+    from gradtwin.training.exact import Sweep
 
 
 def plot_compare(manual: TrainResult, autograd: TrainResult, path: str | os.PathLike[str], force: bool = False) -> None:

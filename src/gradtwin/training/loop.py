@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradtwin import validate
 from gradtwin.data import Dataset, as_real
 from gradtwin.devices import synchronize
-from gradtwin.engines import Engine
 from gradtwin.errors import DataError, UsageError
-
-STOP_REASONS = ("iterations", "target_loss", "diverged")
+from gradtwin.training.engines import Engine, Gradients, update
+from gradtwin.training.exact import ExactEngine
 
 
 @dataclass
@@ -26,17 +26,6 @@ class History:
     iteration: np.ndarray  # (rows,) int64
     loss: np.ndarray  # (rows,) float64
     params: dict[str, np.ndarray]  # name -> (rows, *shape) float64
-
-    @classmethod
-    def allocate(cls, rows: int, params: dict[str, np.ndarray]) -> History:
-        return cls(
-            iteration=np.zeros(rows, dtype=np.int64),
-            loss=np.zeros(rows),
-            params={name: np.zeros((rows, *np.shape(p))) for name, p in params.items()},
-        )
-
-    def trim(self, rows: int) -> History:
-        return History(self.iteration[:rows], self.loss[:rows], {k: v[:rows] for k, v in self.params.items()})
 
 
 @dataclass
@@ -63,38 +52,30 @@ class TrainResult:
         return self.seconds / max(self.iterations, 1)
 
 
-def check_lr(lr: Any) -> float:
-    """A learning rate must be a positive finite real number."""
-    try:
-        value = float(lr)
-    except (TypeError, ValueError):
-        raise UsageError(f"lr must be a positive finite number; got {lr!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"lr must be a positive finite number; got {lr!r}")
-    return value
+def _check_options(
+    iterations: int, target_loss: float | None, record_every: int, divergence_factor: float, check_every: int,
+    batch_size: int | None,
+) -> None:  # fmt: skip
+    validate.whole(iterations, "iterations")
+    validate.finite_at_least(target_loss, "target_loss", allow_none=True)
+    validate.whole(record_every, "record_every")
+    validate.finite_at_least(divergence_factor, "divergence_factor", 1.0, strict=True)
+    validate.whole(check_every, "check_every")
+    if batch_size is not None:
+        validate.whole(batch_size, "batch_size")
 
 
-def _check_options(iterations: int, target_loss: float | None, record_every: int, divergence_factor: float) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise UsageError(f"iterations must be an integer >= 1; got {iterations!r}")
-    if target_loss is not None and not (math.isfinite(target_loss) and target_loss >= 0):
-        raise UsageError(f"target_loss must be a finite number >= 0; got {target_loss!r}")
-    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 1:
-        raise UsageError(f"record_every must be an integer >= 1; got {record_every!r}")
-    if not (math.isfinite(divergence_factor) and divergence_factor > 1):
-        raise UsageError(f"divergence_factor must be a finite number > 1; got {divergence_factor!r}")
-
-
-def _check_inputs(engine: Engine, data: Dataset, init: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+def _check_inputs(
+    engine: Engine | ExactEngine, data: Dataset, init: dict[str, Any] | None, seed: int | None
+) -> dict[str, Any]:
     """Refuse what train() cannot use, once, before the loop; return the starting parameters."""
-    if not isinstance(engine, Engine):
+    if not isinstance(engine, (Engine, ExactEngine)):
         raise TypeError(f"engine must be a gradtwin Engine (make_engine(name, model)); got {type(engine).__name__}")
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a gradtwin Dataset (Dataset(X, Y, name)); got {type(data).__name__}")
     model = engine.model
     model.check_data(data)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise UsageError(f"seed must be an integer >= 0 or None; got {seed!r}")
+    validate.whole(seed, "seed", 0, allow_none=True)
     _check_range(data, engine.dtype)
     if init is None:
         return model.init_params(data, seed)
@@ -162,21 +143,26 @@ def _batches(n: int, batch_size: int | None, seed: int) -> Iterator[np.ndarray] 
     return generate()
 
 
-class _BatchStepper:
-    """Mini-batch gradient descent: each step takes the next batch's rows of X and Y."""
+class _Batches:
+    """Mini-batch gradients: each call takes the next batch's rows of X, Y and the weights."""
 
-    def __init__(self, engine: Engine, params: dict[str, Any], X: Any, Y: Any, batches: Iterator[np.ndarray]):
-        self.engine, self.params, self.X, self.Y, self.batches = engine, params, X, Y, batches
+    def __init__(self, engine: Engine, params: dict[str, Any], X: Any, Y: Any, V: Any, batches: Iterator[np.ndarray]):
+        self.engine, self.params, self.X, self.Y, self.V, self.batches = engine, params, X, Y, V, batches
 
-    def step(self, lr: float) -> Any:
+    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
         rows = next(self.batches)
         e = self.engine
-        value, grads = e.loss_and_gradients(self.params, e.take(self.X, rows), e.take(self.Y, rows))
-        e.update(self.params, grads, lr)
-        return value
+        return e.loss_and_gradients(self.params, e.take(self.X, rows), e.take(self.Y, rows), e.take(self.V, rows))
 
     def loss(self) -> Any:
-        return self.engine.loss(self.params, self.X, self.Y)
+        return self.engine.loss(self.params, self.X, self.Y, self.V)
+
+
+def _step(gradients: Gradients, params: dict[str, Any], lr: float) -> Any:
+    """One iteration: the loss and gradients at `params`, then the one update; returns that loss."""
+    value, grads = gradients.loss_and_gradients()
+    update(params, grads, lr)
+    return value
 
 
 def first_stop(losses: np.ndarray, first_loss: float, target_loss: float | None, divergence_factor: float) -> int:
@@ -263,7 +249,7 @@ def _all_finite(params: dict[str, Any]) -> bool:
 
 
 def train(
-    engine: Engine,
+    engine: Engine | ExactEngine,
     data: Dataset,
     lr: float,
     iterations: int = 1000,
@@ -302,24 +288,18 @@ def train(
     An engine with a closed form for the whole trajectory (`exact`) computes it instead of
     stepping, under the same stop rules.
     """
-    lr = check_lr(lr)
-    _check_options(iterations, target_loss, record_every, divergence_factor)
-    if isinstance(check_every, bool) or not isinstance(check_every, (int, np.integer)) or check_every < 1:
-        raise UsageError(f"check_every must be an integer >= 1; got {check_every!r}")
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-    ):
-        raise UsageError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    lr = validate.positive_finite(lr, "lr")
+    _check_options(iterations, target_loss, record_every, divergence_factor, check_every, batch_size)
     start = _check_inputs(engine, data, init, seed)
     model = engine.model
-    trajectory = getattr(engine, "trajectory", None)
-    if trajectory is not None and batch_size is not None and batch_size < data.n:
+    exact = isinstance(engine, ExactEngine)
+    if exact and batch_size is not None and batch_size < data.n:
         raise UsageError(f"engine {engine.name!r} runs full-batch gradient descent only; got batch_size {batch_size}")
     # Overflow is detected and reported by the stop rules, not as NumPy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
-        if trajectory is not None:
+        if isinstance(engine, ExactEngine):
             run = _run_closed_form(
-                trajectory(data, start, lr), iterations, target_loss, record_every, divergence_factor
+                engine.trajectory(data, start, lr), iterations, target_loss, record_every, divergence_factor
             )
         else:
             batches = _batches(data.n, batch_size, batch_seed)
@@ -328,13 +308,13 @@ def train(
                 1 if batches is not None else check_every,
             )  # fmt: skip
     history, params, loss_i, i, finite, first_loss, seconds = run
-    if progress is not None and trajectory is not None:
+    if progress is not None and exact:
         progress(i)
     stop_reason = _stop_reason(loss_i, first_loss, target_loss, divergence_factor) if finite else "diverged"
 
     stable, message = None, ""
     if stop_reason == "diverged":
-        stable = model.stable_lr(data.X)
+        stable = model.stable_lr(data.X, data.weight)
         bound = f"{stable:.6g}" if stable is not None else "not known for this model"
         blew_up = not (finite and math.isfinite(loss_i))
         cause = "a non-finite loss or parameter" if blew_up else f"loss {loss_i:.6g} from {first_loss:.6g}"
@@ -378,8 +358,9 @@ def _run_loop(
     """The stepping loop: chunks of `check_every` unchecked steps, replayed step by step on a stop."""
     X = engine.asarray(data.X)  # (n,) or (n, d) in the engine's dtype and device
     Y = engine.asarray(data.Y)  # (n,)
+    V = None if data.weight is None else engine.asarray(data.weight)  # (n,) sample weights
     params = engine.params(start)
-    stepper = _BatchStepper(engine, params, X, Y, batches) if batches is not None else engine.stepper(params, X, Y)
+    gradients = _Batches(engine, params, X, Y, V, batches) if batches is not None else engine.bind(params, X, Y, V)
     recorder = _allocate_recorder(iterations // record_every + 2, params)
     first_loss = math.nan
     reported = 0
@@ -401,7 +382,7 @@ def _run_loop(
             for i in range(s, end):
                 if i % record_every == 0:
                     rows.append(recorder.record(i, params))
-                losses.append(stepper.step(lr))
+                losses.append(_step(gradients, params, lr))
             chunk = _host(losses)
             if s == 0:
                 first_loss = float(chunk[0])
@@ -418,7 +399,7 @@ def _run_loop(
             for i in range(s, end):
                 row = recorder.record(i, params) if i % record_every == 0 else -1
                 before = engine.copy_params(params)
-                loss_i = float(_host([stepper.step(lr)])[0])
+                loss_i = float(_host([_step(gradients, params, lr)])[0])
                 if i == 0:
                     first_loss = loss_i
                 recorder.loss[row] = loss_i
@@ -436,7 +417,7 @@ def _run_loop(
             reported = i
     if not stopped:
         # i == iterations: the loss after the last update, with no step after it.
-        loss_i = float(_host([stepper.loss()])[0])
+        loss_i = float(_host([gradients.loss()])[0])
         if i == 0:
             first_loss = loss_i
         finite = _all_finite(params)

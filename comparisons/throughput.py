@@ -19,9 +19,9 @@ import torch
 
 from gradtwin.data import Dataset
 from gradtwin.devices import resolve_device, synchronize, torch_dtype
-from gradtwin.engines import Engine
+from gradtwin.training.engines import Engine
 from gradtwin.models import Model
-from gradtwin.numerics import nondeterminism, strict_numerics
+from gradtwin.parity.numerics import nondeterminism, strict_numerics
 
 
 def bandwidth(device: torch.device, nbytes: int, repeats: int = 10) -> float:
@@ -107,7 +107,7 @@ def time_engine(engine: Engine, prob: Problem, lr: float, warmup: int = 2, budge
     iterations, statistics pass included, is timed and divided by 1,000.
     """
     if getattr(engine, "trajectory", None) is not None:
-        from gradtwin.train import train
+        from gradtwin.training.loop import train
 
         X64 = prob.X.detach().cpu().numpy().astype(np.float64)
         Y64 = prob.Y.detach().cpu().numpy()
@@ -185,7 +185,7 @@ def run(
 
 def applies(engine: str, model: Model) -> bool:
     """Whether `engine` can train `model` at all (the exact engine: linear models only)."""
-    from gradtwin.exact import EXACT_MODELS
+    from gradtwin.training.exact import EXACT_MODELS
 
     return engine != "exact" or model.name in EXACT_MODELS
 

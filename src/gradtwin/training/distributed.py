@@ -9,6 +9,8 @@ with one all-reduce. The average is exact whatever the shard sizes:
 
     sum_r n_r * mean_r / sum_r n_r  =  1/n * sum_i term_i  =  the single-process mean.
 
+With sample weights, n_r is the sum of process r's weights and mean_r its weighted mean.
+
 Mini-batches: every process draws the same global batch (the training loop's seeded
 permutation of all n rows) and keeps the rows of it that it holds, so the global batch is
 split across processes exactly as the data is, and a step equals the single-process step.
@@ -40,8 +42,8 @@ import torch.distributed as dist
 
 from gradtwin.data import Dataset
 from gradtwin.devices import torch_dtype
-from gradtwin.engines import Engine
 from gradtwin.errors import UsageError
+from gradtwin.training.engines import Engine
 
 TIMEOUT = datetime.timedelta(seconds=300)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -100,6 +102,8 @@ def shard(data: Dataset, rank: int, world: int, weights: Sequence[float] | None 
         data.name,
         data.x_name,
         data.y_name,
+        None if data.weight is None else data.weight[start:stop],
+        data.standardized,
         offset=start,
         total=data.n,
         classes=int(np.max(data.Y)) + 1 if labels else 0,
@@ -117,6 +121,7 @@ class DistributedEngine(Engine):
         self.dtype = inner.dtype
         self.device = inner.device
         self.name = inner.name
+        self.use_torch = inner.use_torch
         self.group = group
         self.start, self.stop = data.offset, data.offset + int(data.X.shape[0])
         nccl = dist.get_backend(group) == "nccl"
@@ -131,31 +136,32 @@ class DistributedEngine(Engine):
     def params(self, params: dict[str, np.ndarray]) -> dict[str, Any]:
         return self.inner.params(params)
 
-    # an instance method, not the base's static one: the step is the wrapped engine's
-    def update(self, params: dict[str, Any], grads: dict[str, Any], lr: float) -> None:  # type: ignore[override]
-        self.inner.update(params, grads, lr)
+    def predict(self, params: dict[str, Any], X: Any) -> Any:
+        return self.inner.predict(params, X)
 
     def take(self, values: Any, rows: np.ndarray) -> Any:
         """The rows of the global batch `rows` that this process holds, in local numbering."""
         mine = rows[(rows >= self.start) & (rows < self.stop)] - self.start
         return self.inner.take(values, mine)
 
-    def loss(self, params: dict[str, Any], X: Any, Y: Any) -> Any:
-        count = int(X.shape[0])
-        value = self.inner.loss(params, X, Y) if count else None
+    def loss(self, params: dict[str, Any], X: Any, Y: Any, weight: Any = None) -> Any:
+        count = _mass(X, weight)
+        value = self.inner.loss(params, X, Y, weight) if count else None
         return self._average(count, value, None, params)[0]
 
-    def loss_and_gradients(self, params: dict[str, Any], X: Any, Y: Any) -> tuple[Any, dict[str, Any]]:
-        count = int(X.shape[0])
-        value, grads = self.inner.loss_and_gradients(params, X, Y) if count else (None, None)
+    def loss_and_gradients(
+        self, params: dict[str, Any], X: Any, Y: Any, weight: Any = None
+    ) -> tuple[Any, dict[str, Any]]:
+        count = _mass(X, weight)
+        value, grads = self.inner.loss_and_gradients(params, X, Y, weight) if count else (None, None)
         return self._average(count, value, grads if count else {}, params)
 
     def _average(
-        self, count: int, value: Any, grads: dict[str, Any] | None, params: dict[str, Any]
+        self, count: float, value: Any, grads: dict[str, Any] | None, params: dict[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
         """All-reduce [n_r * loss, n_r * grads..., n_r] in float64, then divide by the total.
 
-        `grads` None: the loss only. A process with no rows (count 0) sends zeros.
+        `grads` None: the loss only. A process with no rows or no weight (count 0) sends zeros.
         """
         shapes = {k: tuple(p.shape) for k, p in params.items()} if grads is not None else {}
         sizes = {k: int(np.prod(shape)) for k, shape in shapes.items()}
@@ -174,9 +180,16 @@ class DistributedEngine(Engine):
 
     def _like(self, values: torch.Tensor) -> Any:
         """`values` (float64) as an array of the inner engine: its dtype, device and library."""
-        if getattr(self.inner, "use_torch", True):
+        if self.inner.use_torch:
             return values.to(device=self.inner.device, dtype=torch_dtype(self.dtype))
         return self.inner.asarray(values.cpu().numpy())
+
+
+def _mass(X: Any, weight: Any) -> float:
+    """n_r: the rows this process holds, or the sum of their weights."""
+    if weight is None:
+        return float(X.shape[0])
+    return float(weight.sum()) if X.shape[0] else 0.0
 
 
 def _flat64(values: Any, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,324 @@
+"""The commands: each reads its options, calls the library and prints; no math here."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradtwin import validate
+from gradtwin.cli.files import check_target
+from gradtwin.cli.output import print_json, write_history
+from gradtwin.cli.tables import classifier_table, compare_table, fmt, result_json, time_text
+from gradtwin.data import (
+    BUNDLED,
+    Dataset,
+    load_csv,
+    load_diabetes_all,
+    load_diabetes_bmi,
+    standardize,
+    synthetic_linear1d,
+)
+from gradtwin.devices import resolve_device
+from gradtwin.errors import DivergedError, UsageError
+from gradtwin.models import MODELS, Model, configure, get_model
+from gradtwin.parity.compare import format_table, history_max_abs_diff, to_json, worst
+from gradtwin.parity.model_check import check_model
+from gradtwin.parity.userfile import check_file
+from gradtwin.training import TWINS, Engine, ExactEngine, TrainResult, distributed, make_engine, make_twin, train
+from gradtwin.training.exact import least_squares, sweep
+from gradtwin.training.metrics import accuracy
+
+
+def preflight(args: argparse.Namespace, outputs: Sequence[str | None] = ()) -> None:
+    """Refuse a device or an output path that cannot work before any data is read or trained on."""
+    resolve_device(args.device, args.dtype)
+    for path in outputs:
+        if path:
+            check_target(path, getattr(args, "force", False))
+
+
+def _model(args: argparse.Namespace) -> Model:
+    """The model --model names, with --hidden/--activation applied; fills in its default lr/iterations."""
+    model = configure(get_model(args.model), hidden=args.hidden, activation=args.activation)
+    if args.lr is None:
+        args.lr = model.default_lr
+    if args.iterations is None:
+        args.iterations = model.default_iterations
+    return model
+
+
+def load_data(args: argparse.Namespace, model: Model) -> Dataset:
+    """The data the options name, standardized unless --no-standardize."""
+    if args.data is None:
+        return model.default_data(args.standardize)
+    if args.data in BUNDLED:  # held out and prepared by their loaders
+        return BUNDLED[args.data](True)
+    if args.data == "synthetic" and model.synthetic is not None:
+        return model.synthetic(args.n, args.data_seed)
+    if args.data == "diabetes":
+        data = load_diabetes_bmi() if model.x_ndim == 1 else load_diabetes_all()
+    elif args.data == "synthetic":
+        data = synthetic_linear1d(n=args.n, noise=args.noise, seed=args.data_seed)
+    else:
+        data = load_csv(args.data, x=args.x, y=args.y, header=args.header)
+    if model.x_ndim == 2 and data.X.ndim == 1:
+        data = replace(data, X=data.X.reshape(-1, 1))  # one feature, as a column
+    return standardize(data) if args.standardize else data
+
+
+def _run(
+    args: argparse.Namespace,
+    engine_name: str,
+    data: Dataset,
+    model: Model,
+    progress: Callable[[int], None] | None,
+) -> TrainResult:
+    """One engine's run of the options, data-parallel when a process group is set up."""
+    array = args.array if engine_name == "manual" else "auto"
+    engine: Engine | ExactEngine = make_engine(engine_name, model, args.dtype, distributed.setup(args.device), array)
+    rows: Dataset = data
+    if distributed.world_size() > 1:
+        assert isinstance(engine, Engine), "the exact engine is refused before processes start"
+        rows = distributed.shard(data, distributed.rank(), distributed.world_size())
+        engine = distributed.DistributedEngine(engine, rows)
+    result = train(
+        engine,
+        rows,
+        lr=args.lr,
+        iterations=args.iterations,
+        target_loss=args.target_loss,
+        init=model.init_params(data, args.seed),
+        record_every=args.record_every,
+        check_every=args.check_every,
+        progress=progress if distributed.rank() == 0 else None,
+    )
+    if rows is not data and result.stable_lr is not None:
+        # the loop saw only this process's rows; the stable rate belongs to all of them
+        stable = model.stable_lr(data.X, data.weight)
+        if stable is not None:
+            result.message = result.message.replace(f"{result.stable_lr:.6g}", f"{stable:.6g}")
+            result.stable_lr = stable
+    result.extra["array"] = "numpy" if isinstance(engine, Engine) and not engine.use_torch else "torch"
+    result.extra["processes"] = distributed.world_size()
+    return result
+
+
+def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
+    """With --nproc N > 1 outside torchrun: start N processes running this command, else None."""
+    if args.nproc < 1:
+        raise UsageError(f"nproc must be an integer >= 1; got {args.nproc}")
+    if args.nproc == 1 or "WORLD_SIZE" in os.environ:
+        return None
+    model = _model(args)
+    load_data(args, model)  # a data error is reported once, here, not by every process
+    device = resolve_device(args.device, args.dtype)
+    if device.type == "cuda" and args.nproc > torch.cuda.device_count():
+        raise UsageError(f"nproc {args.nproc} on cuda needs one GPU per process; {torch.cuda.device_count()} here")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--nproc runs on cpu (gloo) or cuda (NCCL); got device {str(device)!r}")
+    from gradtwin.cli import main
+
+    return distributed.spawn(args.nproc, main, list(sys.argv[1:] if argv is None else argv))
+
+
+def _progress(total: int, label: str) -> tuple[Callable[[int], None], Any]:
+    """A tqdm bar on stderr, shown only on a terminal and only after a second."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, file=sys.stderr, disable=not sys.stderr.isatty(), delay=1.0, leave=False)
+    return bar.update, bar
+
+
+def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    launched = _launch(args, argv)
+    if launched is not None:
+        return launched
+    model = _model(args)
+    preflight(args, [args.plot])
+    data = load_data(args, model)
+    results = []
+    for name in TWINS:
+        update, bar = _progress(args.iterations, name)
+        with bar:
+            results.append(_run(args, name, data, model, update))
+    manual, autograd = results
+    if distributed.rank() != 0:
+        return _exit_for(results)  # process 0 reports for all
+    diffs = history_max_abs_diff(manual.history, autograd.history)
+    if args.plot:
+        from gradtwin.cli.plots import plot_compare
+
+        plot_compare(manual, autograd, args.plot, force=args.force)
+    if model.task == "classification":
+        scores = _accuracies(args, model, results, data)
+        if args.json:
+            print_json(
+                {"manual": result_json(manual), "autograd": result_json(autograd), "max_abs_diff": diffs} | scores
+            )
+        else:
+            print(classifier_table(manual, autograd, diffs, scores, data))
+        return _exit_for(results)
+    try:
+        lsq = least_squares(data)
+        lsq_loss = float(model.manual.loss(lsq, data.X, data.Y))
+    except np.linalg.LinAlgError:  # data at the edge of float64's range; the table says n/a
+        lsq = {name: np.full(np.shape(v), np.nan) for name, v in manual.params.items()}
+        lsq_loss = math.nan
+    if args.json:
+        print_json(
+            {
+                "manual": result_json(manual),
+                "autograd": result_json(autograd),
+                "max_abs_diff": diffs,
+                "least_squares": {k: v.tolist() for k, v in lsq.items()},
+            }
+        )
+    else:
+        print(compare_table(manual, autograd, diffs, lsq, lsq_loss, data))
+    return _exit_for(results)
+
+
+def _accuracies(
+    args: argparse.Namespace, model: Model, results: Sequence[TrainResult], data: Dataset
+) -> dict[str, dict[str, float]]:
+    """Each twin's accuracy, by its own predictions, on the training rows and the held-out rows."""
+    sets = {"train_accuracy": data} | ({"test_accuracy": data.test} if data.test is not None else {})
+    engines = {r.engine: make_twin(r.engine, model, args.dtype, args.device) for r in results}
+    return {key: {r.engine: accuracy(engines[r.engine], r.params, rows) for r in results} for key, rows in sets.items()}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Each model: what it is, its parameters' shapes on its default data, that data, its settings."""
+    for model in MODELS.values():
+        data = model.default_data(True)
+        shapes = ", ".join(f"{k} {tuple(v)}" for k, v in model.param_shapes(data).items())
+        held = f" + {data.test.n} held out" if data.test is not None else ""
+        options = "".join(f", {k}={v}" for k, v in model.options.items())
+        print(f"{model.name}: {model.description}")
+        print(f"  parameters: {shapes}")
+        print(f"  default data: {data.name} ({data.n} rows{held}); {model.task}")
+        print(f"  defaults: lr={model.default_lr:g}, iterations={model.default_iterations}{options}")
+    return 0
+
+
+def _exit_for(results: Sequence[TrainResult]) -> int:
+    for r in results:
+        if r.stop_reason == "diverged":
+            raise DivergedError(f"{r.engine}: {r.message}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    launched = _launch(args, argv)
+    if launched is not None:
+        return launched
+    model = _model(args)
+    preflight(args, [args.history])
+    data = load_data(args, model)
+    update, bar = _progress(args.iterations, args.engine)
+    with bar:
+        result = _run(args, args.engine, data, model, update)
+    if distributed.rank() != 0:
+        return _exit_for([result])  # process 0 reports for all
+    if args.history:
+        write_history(result, args.history, args.force)
+    if args.json:
+        print_json(result_json(result))
+    else:
+        params = ", ".join(f"{k} = {fmt(v)}" for k, v in result.params.items())
+        print(
+            f"{result.model} ({result.engine}, {result.dtype} on {result.device}): {params}; "
+            f"loss {fmt(result.loss)} after {result.iterations} iterations, stopped by {result.stop_reason}; "
+            f"{time_text(result.seconds_per_iteration)} per iteration"
+        )
+    return _exit_for([result])
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        return _check_file(args)
+    names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
+    preflight(args)
+    checks = []
+    for name in names:
+        found = worst(check_model(MODELS[name], args.points, args.dtype, args.device, args.seed))
+        for c in found:
+            c.comparison = f"{name}: {c.comparison}" if len(names) > 1 else c.comparison
+        checks += found
+    if args.json:
+        print(to_json(checks))
+    else:
+        print(f"gradient parity at {args.points} random points per model, {args.dtype} on {args.device}")
+        print(format_table(checks))
+        for c in checks:
+            if not c.ok:
+                print(c.message())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    model = get_model(args.model)
+    engine = ExactEngine(model, args.dtype)
+    if args.lrs < 2:
+        raise UsageError(f"lrs must be >= 2; got {args.lrs}")
+    if args.iterations < 0:
+        raise UsageError(f"iterations must be >= 0; got {args.iterations}")
+    data = load_data(args, model)
+    start = model.init_params(data, args.seed)
+    traj = engine.trajectory(data, start, 1.0)
+    bound = traj.stable_bound
+    lr_min = validate.positive_finite(args.lr_min, "lr") if args.lr_min is not None else 0.01 * bound
+    lr_max = validate.positive_finite(args.lr_max, "lr") if args.lr_max is not None else 1.2 * bound
+    if lr_min >= lr_max:
+        raise UsageError(f"lr-min must be below lr-max; got {lr_min:g} and {lr_max:g}")
+    result = sweep(traj, np.geomspace(lr_min, lr_max, args.lrs), args.iterations)
+    if args.plot:
+        from gradtwin.cli.plots import plot_sweep
+
+        plot_sweep(result, f"{model.name} on {data.name}", args.plot, force=args.force)
+    if args.json:
+        print_json(
+            {
+                "model": model.name,
+                "data": data.name,
+                "iterations": result.iterations,
+                "stable_bound": result.stable_bound,
+                "fastest_lr": result.fastest_lr,
+                "least_squares_loss": result.least_squares_loss,
+                "lr": result.lrs.tolist(),
+                "final_loss": result.final_loss.tolist(),
+                "stable": result.stable.tolist(),
+                "rate": result.rate.tolist(),
+            }
+        )
+        return 0
+    print(
+        f"{model.name} on {data.name} (n={data.n}), {args.iterations} iterations per lr, {args.dtype}; "
+        f"least-squares loss {result.least_squares_loss:.10g}"
+    )
+    print(
+        f"stable bound 2/lambda_max = {result.stable_bound:.6g}; fastest 2/(lambda_min+lambda_max) = "
+        f"{result.fastest_lr:.6g} (rate {1 - 2 / (1 + result.lam_max / result.lam_min):.6g})"
+    )
+    print(f"{'lr':>12}  {'final loss':>16}  {'rate':>10}  stable")
+    shown = np.unique(np.linspace(0, result.lrs.size - 1, min(result.lrs.size, 25)).round().astype(int))
+    for j in shown:
+        print(
+            f"{result.lrs[j]:12.6g}  {result.final_loss[j]:16.10g}  {result.rate[j]:10.6g}  "
+            f"{'yes' if result.stable[j] else 'no'}"
+        )
+    return 0
+
+
+def _check_file(args: argparse.Namespace) -> int:
+    report = check_file(args.file, args.dtype, args.device, args.allow_kinks)
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.ok else 1

@@ -1,0 +1,161 @@
+"""The command line's grammar: subcommands, options and the argparse types that read numbers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from gradtwin.data import BUNDLED
+from gradtwin.models import MODELS
+from gradtwin.training import ENGINES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped, so it prints as one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _number(kind: type, low: float, strict: bool, expected: str) -> Callable[[str], Any]:
+    """An argparse type: `kind(text)`, finite, above `low` (or at it unless `strict`)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
+
+    return parse
+
+
+positive_float = _number(float, 0.0, True, "a positive finite number")
+
+
+nonnegative_float = _number(float, 0.0, False, "a finite number >= 0")
+
+
+positive_int = _number(int, 1, False, "a whole number >= 1")
+
+
+nonnegative_int = _number(int, 0, False, "a whole number >= 0")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=None,
+        help=f"'diabetes', {', '.join(repr(k) for k in BUNDLED)} (bundled), 'synthetic', "
+        "or a CSV file (default: the model's own data)",
+    )
+    g.add_argument("--x", default="0", help="CSV column of X: header name or 0-based position (default 0)")
+    g.add_argument("--y", default="1", help="CSV column of Y: header name or 0-based position (default 1)")
+    g.add_argument("--header", choices=("auto", "yes", "no"), default="auto", help="does the CSV have a header row")
+    g.add_argument("--n", type=positive_int, default=200, help="rows of synthetic data (default 200)")
+    g.add_argument("--noise", type=nonnegative_float, default=0.5, help="noise of synthetic data (default 0.5)")
+    g.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of synthetic data (default 0)")
+    g.add_argument(
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        help="keep X in its own units (default: centre and scale X to unit variance)",
+    )
+
+
+def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
+    p.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
+    p.add_argument(
+        "--lr", type=positive_float, default=None, help="learning rate, a positive finite number (default: the model's)"
+    )
+    p.add_argument("--iterations", type=positive_int, default=None, help="iteration budget (default: the model's)")
+    p.add_argument("--hidden", type=positive_int, default=None, help="mlp only: hidden units (default 32)")
+    p.add_argument("--activation", default=None, help="mlp only: tanh, relu or sigmoid (default: the model's)")
+    p.add_argument("--target-loss", type=nonnegative_float, default=None, help="stop once the loss is at or below this")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=None, help="start from seeded random parameters (default: zeros)"
+    )
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument(
+        "--array",
+        choices=("auto", "numpy", "torch"),
+        default="auto",
+        help="arrays of the manual twin: numpy (cpu only) or torch tensors without autograd, the same source "
+        "that runs on a GPU (default auto: numpy on the cpu, torch elsewhere)",
+    )
+    p.add_argument("--record-every", type=positive_int, default=1, help="keep every k-th iteration in the history")
+    p.add_argument(
+        "--check-every",
+        type=positive_int,
+        default=64,
+        help="check the stop rules every k iterations (one host sync each); results are the same for any k",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine, each with a shard of the rows, gradients averaged by an "
+        "all-reduce (gloo on cpu, NCCL with one GPU each on cuda); under torchrun its variables decide instead",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite output files that exist")
+    _add_data_options(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """gradtwin's parser: compare, train, sweep, check and list."""
+    parser = _Parser(prog="gradtwin", description="Gradient descent built twice: by hand and by autograd.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    compare = sub.add_parser("compare", help="train both twins from the same start and compare them step by step")
+    _add_run_options(compare)
+    compare.add_argument("--plot", metavar="FILE.png", help="draw both loss curves and their difference")
+
+    tr = sub.add_parser("train", help="train one twin")
+    tr.add_argument("--engine", choices=ENGINES, default="manual", help="(default manual)")
+    _add_run_options(tr)
+    tr.add_argument("--history", metavar="FILE.csv", help="write the recorded history as CSV")
+
+    sw = sub.add_parser("sweep", help="final loss, stability and convergence rate at many lrs (exact engine)")
+    sw.add_argument("--model", default="linear", help="linear1d or linear (default linear)")
+    sw.add_argument("--lr-min", type=float, default=None, help="smallest lr (default 0.01 x the stable bound)")
+    sw.add_argument("--lr-max", type=float, default=None, help="largest lr (default 1.2 x the stable bound)")
+    sw.add_argument("--lrs", type=int, default=200, help="how many learning rates, log-spaced (default 200)")
+    sw.add_argument("--iterations", type=int, default=300, help="iterations at each lr (default 300)")
+    sw.add_argument("--seed", type=int, default=None, help="start from seeded random parameters (default: zeros)")
+    sw.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
+    sw.add_argument("--plot", metavar="FILE.png", help="draw the final loss against the learning rate")
+    sw.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
+    _add_data_options(sw)
+
+    check = sub.add_parser(
+        "check", help="gradient parity of a built-in model's twins, or of your own file (--file), vs finite diffs"
+    )
+    which = check.add_mutually_exclusive_group()
+    which.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} or 'all'")
+    which.add_argument(
+        "--file",
+        metavar="MY_MODEL.py",
+        help="your file defining manual_gradients(params, X, Y), torch_loss(params, X, Y) and make_problem()",
+    )
+    check.add_argument("--allow-kinks", action="store_true", help="with --file: accept differing subgradients at kinks")
+    check.add_argument("--points", type=positive_int, default=200, help="random data sets and parameters (default 200)")
+    check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    check.add_argument("--device", default="cpu")
+    check.add_argument("--seed", type=nonnegative_int, default=0)
+    check.add_argument("--json", action="store_true")
+
+    sub.add_parser("list", help="the registered models: parameters, default data and settings")
+    return parser

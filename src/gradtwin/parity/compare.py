@@ -1,0 +1,140 @@
+"""Comparisons of two computations against a tolerance, and their reports (tables, JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ParamCheck:
+    """One parameter's comparison: worst element, both values there, errors and tolerance."""
+
+    comparison: str  # e.g. "manual vs autograd"
+    name: str  # parameter name, or "loss" for the forward value
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    tol: float  # the tolerance at the worst element
+    worst_index: tuple[int, ...]
+    a: float
+    b: float
+    point: int = 0  # which random point held the worst case
+
+    def message(self) -> str:
+        """A one-line diagnosis in the manner of torch.testing.assert_close."""
+        at = f"[{', '.join(map(str, self.worst_index))}]" if self.worst_index else ""
+        verdict = "agree" if self.ok else "MISMATCH"
+        return (
+            f"{self.comparison}: {self.name}{at} {verdict}: {self.a:.17g} vs {self.b:.17g}, "
+            f"abs err {self.max_abs_err:.3g}, rel err {self.max_rel_err:.3g}, tolerance {self.tol:.3g}"
+        )
+
+
+def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0) -> ParamCheck:
+    """Compare arrays `a` and `b` elementwise against the tolerance array `tol`.
+
+    The worst element is the one with the largest error relative to its own tolerance, so
+    a small absolute error in a tightly bounded element is not hidden by a large one that
+    its bound allows. NaN anywhere is a mismatch.
+    """
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    if a64.shape != b64.shape:
+        raise ValueError(f"{comparison}: {name} has shape {a64.shape} in one and {b64.shape} in the other")
+    tol64 = np.broadcast_to(np.asarray(tol, dtype=np.float64), a64.shape)
+    err = np.abs(a64 - b64)
+    err = np.where(np.isnan(err), np.inf, err)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = err / np.maximum(tol64, np.finfo(np.float64).tiny)
+    flat = int(np.argmax(ratio)) if ratio.size else 0
+    index = tuple(int(i) for i in np.unravel_index(flat, a64.shape)) if a64.shape else ()
+    denom = np.maximum(np.abs(b64), np.finfo(np.float64).tiny)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rel = err / denom
+    return ParamCheck(
+        comparison=comparison,
+        name=name,
+        ok=bool(np.all(err <= tol64)),
+        max_abs_err=float(err.max()) if err.size else 0.0,
+        max_rel_err=float(rel.max()) if err.size else 0.0,
+        tol=float(tol64[index]),
+        worst_index=index,
+        a=float(a64[index]),
+        b=float(b64[index]),
+        point=point,
+    )
+
+
+def format_table(checks: list[ParamCheck]) -> str:
+    """The checks as a fixed-width table, one row per comparison and parameter."""
+    header = ("comparison", "param", "ok", "max abs err", "max rel err", "tolerance", "worst at", "point")
+    rows = [
+        (
+            c.comparison,
+            c.name,
+            "yes" if c.ok else "NO",
+            f"{c.max_abs_err:.3g}",
+            f"{c.max_rel_err:.3g}",
+            f"{c.tol:.3g}",
+            str(list(c.worst_index)) if c.worst_index else "-",
+            str(c.point),
+        )
+        for c in checks
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def to_json(checks: list[ParamCheck]) -> str:
+    """The checks as JSON; non-finite numbers become null so the output stays valid JSON."""
+    return json.dumps([finite_or_none(asdict(c)) for c in checks], indent=2)
+
+
+def finite_or_none(value: Any) -> Any:
+    """Replace NaN and infinities (at any depth) with None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def worst(checks: list[ParamCheck]) -> list[ParamCheck]:
+    """Per (comparison, parameter), the check whose error is largest against its tolerance."""
+    best: dict[tuple[str, str], ParamCheck] = {}
+    for c in checks:
+        key = (c.comparison, c.name)
+        ratio = c.max_abs_err / max(c.tol, np.finfo(np.float64).tiny)
+        if key not in best:
+            best[key] = c
+            continue
+        old = best[key]
+        old_ratio = old.max_abs_err / max(old.tol, np.finfo(np.float64).tiny)
+        if (not c.ok and old.ok) or (c.ok == old.ok and ratio > old_ratio):
+            best[key] = c
+    return list(best.values())
+
+
+def history_max_abs_diff(a: Any, b: Any) -> dict[str, float]:
+    """Largest |a - b| of each parameter and of the loss over the iterations both recorded.
+
+    `a` and `b` are `train.History` objects; rows are matched by iteration number, so runs
+    that stopped at different iterations are compared over what they share.
+    """
+    common, ia, ib = np.intersect1d(a.iteration, b.iteration, return_indices=True)
+    out: dict[str, float] = {}
+    for name in a.params:
+        diff = np.abs(a.params[name][ia] - b.params[name][ib])
+        out[name] = float(np.nan_to_num(diff, nan=np.inf).max()) if common.size else math.nan
+    diff = np.abs(a.loss[ia] - b.loss[ib])
+    out["loss"] = float(np.nan_to_num(diff, nan=np.inf).max()) if common.size else math.nan
+    return out
