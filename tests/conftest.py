@@ -139,3 +139,17 @@ def plant_in_gradients(model: Model, bug: Any) -> SimpleNamespace:
         return bug(dict(correct(params, X, Y, **weight)), X)
 
     return plant(model, gradients=gradients)
+
+
+def twin_values(
+    model: Model, params: dict[str, np.ndarray], data: Dataset, dtype: str = "float64", device: str = "cpu"
+) -> list[tuple[float, dict[str, np.ndarray]]]:
+    """(loss, gradients as float64 NumPy) of the manual and the autograd engine at one point."""
+    from gradtwin.training import AutogradEngine, ManualEngine
+
+    out = []
+    for engine in (ManualEngine(model, dtype, device), AutogradEngine(model, dtype, device)):
+        V = None if data.weight is None else engine.asarray(data.weight)
+        loss, grads = engine.loss_and_gradients(engine.params(params), engine.asarray(data.X), engine.asarray(data.Y), V)
+        out.append((float(loss), {k: engine.to_numpy(v).astype(np.float64) for k, v in grads.items()}))
+    return out

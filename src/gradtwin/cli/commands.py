@@ -31,9 +31,10 @@ from gradtwin.errors import DivergedError, UsageError
 from gradtwin.models import MODELS, Model, configure, get_model
 from gradtwin.parity.compare import format_table, history_max_abs_diff, to_json, worst
 from gradtwin.parity.model_check import check_model
+from gradtwin.parity.reference import least_squares
 from gradtwin.parity.userfile import check_file
 from gradtwin.training import TWINS, Engine, ExactEngine, TrainResult, distributed, make_engine, make_twin, train
-from gradtwin.training.exact import least_squares, sweep
+from gradtwin.training.exact import sweep
 from gradtwin.training.metrics import accuracy
 
 

@@ -276,21 +276,6 @@ class ExactEngine:
         return traj
 
 
-def least_squares(data: Dataset) -> dict[str, np.ndarray]:
-    """The minimiser of the (weighted) mean squared error, from the centred statistics (float64).
-
-    w = S^+ s (directions of S at rounding level dropped), b = ybar - mean_x . w.
-    Returns {"w": () for 1-D X or (d,), "b": ()}: the point gradient descent should reach.
-    """
-    weight = None if data.weight is None else data.weight
-    stats = statistics(_design(data.X), data.Y, weight)
-    sig, V = np.linalg.eigh(stats.S)
-    keep = sig > _zero_threshold(sig)
-    w = V[:, keep] @ ((V[:, keep].T @ stats.s) / sig[keep])  # (d,)
-    b = stats.mean_y - stats.mean_x @ w
-    return {"w": np.asarray(w[0] if data.X.ndim == 1 else w), "b": np.asarray(b)}
-
-
 @dataclass
 class Sweep:
     """Gradient descent at many learning rates at once, from the same start and data."""
