@@ -4,72 +4,43 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.linear_model import LogisticRegression
 
-from gradtwin.parity.scales import rounding_terms
-from gradtwin.data import Dataset
-from gradtwin.training.factory import make_engine
-from gradtwin.data import synthetic_classes
-from gradtwin.training.metrics import accuracy
+from conftest import CLASSIFIERS, DEVICES, DTYPES
+from gradtwin.data import Dataset, synthetic_classes
 from gradtwin.models import MODELS, Model, mlp
-from gradtwin.parity.rounding import tolerance, unit_roundoff
-from gradtwin.training.loop import TrainResult, _batches, train
-
-DTYPES = ("float64", "float32")
-
-DEVICES = (
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")),
-)
-CLASSIFIERS = ("logistic", "softmax", "mlp", "mlp-relu", "mlp-sigmoid")
-
-
-def _rows(data: Dataset, rows: np.ndarray) -> Dataset:
-    return Dataset(data.X[rows], data.Y[rows], data.name)
+from gradtwin.parity.drift import drift_tolerance
+from gradtwin.training import TrainResult, make_engine, train
+from gradtwin.training.loop import _batches
+from gradtwin.training.metrics import accuracy
 
 
 def history_bound(model: Model, data: Dataset, run: TrainResult, batch_size: int | None, batch_seed: int) -> np.ndarray:
     """Bound on |manual - autograd| of every parameter after each recorded step (record_every=1).
 
-    At step t both twins take the gradient at (almost) the same point; there they may differ
-    by 2 * gamma(K) * scale (each within gamma(K) * scale of the exact gradient), and each
-    update p - lr*g rounds twice (u*|lr*g| and u*|p_next|), in each twin. Gradient descent
-    with lr <= 2/L on a convex, L-smooth loss is nonexpansive, so a difference already there
-    does not grow, and the bound after T steps is the sum of the per-step ones (Euclidean
-    norm, which bounds every element). For the mlp the loss is not convex: the same bound
-    then asserts that the run did not amplify rounding differences, which is what its twins'
-    histories being equal means.
+    `parity.drift.drift_tolerance` for two twins, over the batches the run used: per step the
+    two may differ by the step tolerance, and gradient descent with lr <= 2/L on a convex,
+    L-smooth loss is nonexpansive (rho = 1), so the per-step bounds add up. For the mlp the loss
+    is not convex: the same bound then asserts that the run did not amplify rounding differences,
+    which is what its twins' histories being equal means.
     """
-    u = unit_roundoff(np.dtype(run.dtype))
-    history = run.history
+    assert np.array_equal(run.history.iteration, np.arange(run.history.iteration.size))  # every step recorded
+    steps = run.history.iteration.size - 1
     batches = _batches(data.n, batch_size, batch_seed)
-    bound = np.zeros(history.iteration.size)
-    for t in range(history.iteration.size - 1):
-        rows = next(batches) if batches is not None else np.arange(data.n)
-        p = {k: v[t] for k, v in history.params.items()}
-        batch = _rows(data, rows)
-        K = rounding_terms(model, batch, p)
-        scale = model.manual.gradient_scale(p, batch.X, batch.Y)
-        g = model.manual.gradients(p, batch.X, batch.Y)
-        rounding = {k: 2 * u * (run.lr * np.abs(g[k]) + np.abs(p[k] - run.lr * g[k])) for k in p}
-        step = [run.lr * 2 * tolerance(run.dtype, K, scale[k]) + rounding[k] for k in p]
-        bound[t + 1] = bound[t] + np.sqrt(sum(float(np.sum(s**2)) for s in step))
-    return bound
+    rows = [None] * steps if batches is None else batches
+    return drift_tolerance(model, run.history.params, data.X, data.Y, np.dtype(run.dtype), run.lr, rows)
 
 
-def _smoothness(model: Model, data: Dataset, every_batch: bool = True) -> float:
-    """L with the loss's Hessian <= L*I: c * lambda_max(mean_i [x_i,1][x_i,1]^T), c = 1/4 (logistic), 1/2 (softmax).
+def _smoothness(model: Model, data: Dataset) -> float:
+    """L with every batch's loss Hessian <= L*I: c * max_i |[x_i, 1]|^2, c = 1/4 (logistic), 1/2 (softmax).
 
     The Hessian is a mean over rows of [x_i,1][x_i,1]^T times sigma(1 - sigma) <= 1/4, or times
-    diag(p) - p p^T, whose largest eigenvalue is at most 1/2. For every batch at once: a mean
-    is at most its largest term, c * max_i |[x_i, 1]|^2.
+    diag(p) - p p^T, whose largest eigenvalue is at most 1/2 (`Model.curvature` gives the whole
+    data's). For every batch at once: a mean is at most its largest term.
     """
     c = 0.25 if model.name == "logistic" else 0.5
     Xt = np.hstack([data.X, np.ones((data.n, 1))])  # (n, d + 1)
-    if every_batch:
-        return c * float(np.max(np.sum(Xt**2, axis=1)))
-    return c * float(np.linalg.eigvalsh(Xt.T @ Xt / data.n)[-1])
+    return c * float(np.max(np.sum(Xt**2, axis=1)))
 
 
 def _twin_runs(
@@ -149,7 +120,9 @@ def test_converges_to_sklearn_logistic_regression(name: str, dtype: str) -> None
     """
     model = MODELS[name]
     data = synthetic_classes(n=400, d=3, k=2 if name == "logistic" else 3, seed=4, scale=1.0)
-    lr = 1.0 / _smoothness(model, data, every_batch=False)
+    curvature = model.curvature(data.X)
+    assert curvature is not None
+    lr = 1.0 / curvature
     reference = _sklearn(model, data)
     for run in _twin_runs(model, data, lr, 3000, dtype, "cpu", None):
         g_ours = _centred(model, model.manual.gradients(run.params, data.X, data.Y))
@@ -165,7 +138,7 @@ def test_converges_to_sklearn_logistic_regression(name: str, dtype: str) -> None
 def test_mlp_learns_the_digits_in_both_twins() -> None:
     """The registered mlp at its defaults: >= 95% held out, in both twins, with equal histories."""
     model = MODELS["mlp"]
-    data = model.default_data()
+    data = model.default_data(standardized=True)
     assert data.test is not None
     manual, autograd = _twin_runs(model, data, model.default_lr, model.default_iterations, "float64", "cpu", None)
     for run in (manual, autograd):

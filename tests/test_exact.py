@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 
 from gradtwin.cli import main
 from gradtwin.data import Dataset, standardize
-from gradtwin.training.factory import make_engine
 from gradtwin.errors import UsageError
-from gradtwin.training.exact import ExactEngine, Trajectory, statistics, sweep
 from gradtwin.models import MODELS
-from gradtwin.parity.compare import history_bound
-from gradtwin.training.loop import History, train
+from gradtwin.parity.drift import drift_tolerance
+from gradtwin.training import ExactEngine, History, make_engine, train
+from gradtwin.training.exact import Trajectory, statistics, sweep
 
 REL = 1e-10  # the issue's float64 agreement, relative to the size of the parameters and of the loss
 
@@ -45,7 +44,7 @@ def _agree(model_name: str, data: Dataset, lr: float, iterations: int, seed: int
 @pytest.mark.parametrize("fraction", [0.3, 0.999, 1.0 / 0.999])  # slow, fast and oscillating, unstable
 def test_exact_history_matches_the_twins_on_diabetes(model: str, fraction: float) -> None:
     m = MODELS[model]
-    data = m.default_data()
+    data = m.default_data(standardized=True)
     _agree(model, data, fraction * m.stable_lr(data.X), 400)
 
 
@@ -87,19 +86,22 @@ def test_near_singular_hessian() -> None:
 def test_loss_near_the_optimum_keeps_its_digits() -> None:
     """After thousands of steps the loss is L* to many digits: no catastrophic cancellation."""
     m = MODELS["linear1d"]
-    data = dataclasses.replace(m.default_data(), Y=m.default_data().Y + 1e6)  # a large mean makes y.y huge
+    base = m.default_data(standardized=True)
+    data = dataclasses.replace(base, Y=base.Y + 1e6)  # a large mean makes y.y huge
     _agree("linear1d", data, 0.9 * m.stable_lr(data.X), 2000)
 
 
 def test_float32_twins_stay_within_the_derived_bound() -> None:
-    """float32 twins vs the exact trajectory of the float32-rounded data: history_bound in float32."""
+    """float32 twins vs the exact trajectory of the float32-rounded data: one implementation's drift in float32."""
     m = MODELS["linear"]
-    data = m.default_data()
-    lr = 0.2
-    exact = train(make_engine("exact", m, "float32"), data, lr, 200, seed=0)
+    data = m.default_data(standardized=True)
+    X32, Y32 = (v.astype(np.float32).astype(np.float64) for v in (data.X, data.Y))  # the data the twins see
+    lr, steps = 0.2, 200
+    exact = train(make_engine("exact", m, "float32"), data, lr, steps, seed=0)
     for twin in ("manual", "autograd"):
-        run = train(make_engine(twin, m, "float32"), data, lr, 200, seed=0)
-        bound = history_bound(m, data, run.history, lr, np.float32)  # (201,)
+        run = train(make_engine(twin, m, "float32"), data, lr, steps, seed=0)
+        assert np.array_equal(run.history.iteration, np.arange(steps + 1))  # recorded at every step
+        bound = drift_tolerance(m, run.history.params, X32, Y32, np.float32, lr, [None] * steps, implementations=1)
         gap = np.sqrt(
             np.sum((run.history.params["w"] - exact.history.params["w"]) ** 2, axis=1)
             + (run.history.params["b"] - exact.history.params["b"]) ** 2
@@ -112,7 +114,7 @@ def test_float32_twins_stay_within_the_derived_bound() -> None:
 @pytest.mark.parametrize("rule", ["target_loss", "diverged"])
 def test_stop_rules_stop_at_the_same_iteration(rule: str) -> None:
     m = MODELS["linear"]
-    data = m.default_data()
+    data = m.default_data(standardized=True)
     lr, target = (0.1, 2870.0) if rule == "target_loss" else (1.05 * m.stable_lr(data.X), None)
     runs = [train(make_engine(e, m), data, lr, 5000, target, record_every=10) for e in ("manual", "exact")]
     assert runs[0].stop_reason == runs[1].stop_reason == rule
@@ -125,7 +127,7 @@ def test_statistics_are_one_pass_merges_of_blocks(monkeypatch: pytest.MonkeyPatc
     rng = np.random.default_rng(4)
     X = rng.standard_normal((1000, 3)) * [1, 10, 100] + [1e3, -5, 0]
     Y = rng.standard_normal(1000) + 7.0
-    monkeypatch.setattr("gradtwin.exact.BLOCK_BYTES", 8 * 3 * 97)  # 97 rows a block, a short last block
+    monkeypatch.setattr("gradtwin.training.exact.BLOCK_BYTES", 8 * (3 + 1) * 97)  # 97 rows a block, a short last block
     s = statistics(X, Y)
     Xc, Yc = X - X.mean(0), Y - Y.mean()
     np.testing.assert_allclose(s.S, Xc.T @ Xc, rtol=1e-12)
@@ -135,7 +137,7 @@ def test_statistics_are_one_pass_merges_of_blocks(monkeypatch: pytest.MonkeyPatc
 
 def test_sweep_marks_and_matches_training() -> None:
     m = MODELS["linear"]
-    data = m.default_data()
+    data = m.default_data(standardized=True)
     traj: Trajectory = ExactEngine(m).trajectory(data, m.init_params(data), 1.0)
     lam = np.linalg.eigvalsh(m.manual.hessian(data.X))
     lrs = np.array([0.01, 0.1, 0.2, 0.26])
@@ -151,13 +153,16 @@ def test_sweep_marks_and_matches_training() -> None:
 
 
 def test_exact_engine_refuses_models_it_cannot_solve() -> None:
-    other = dataclasses.replace(MODELS["linear"], name="mlp")
-    with pytest.raises(UsageError, match="engine 'exact' needs a linear model with squared error"):
-        make_engine("exact", other)
+    others = [m for m in MODELS.values() if m.family not in ("linear", "linear1d")]  # cross-entropies, the mlps
+    assert others
+    for other in others:
+        with pytest.raises(UsageError, match="engine 'exact' needs a linear model with squared error"):
+            make_engine("exact", other)
     with pytest.raises(UsageError, match="engine must be one of manual, autograd, exact; got 'fast'"):
-        make_engine("fast", other)
+        make_engine("fast", MODELS["mlp"])
     with pytest.raises(UsageError, match="full-batch"):
-        train(make_engine("exact", MODELS["linear"]), MODELS["linear"].default_data(), 0.1, 10, batch_size=10)
+        linear = MODELS["linear"]
+        train(make_engine("exact", linear), linear.default_data(standardized=True), 0.1, 10, batch_size=10)
 
 
 def test_cli_sweep_and_exact_train(tmp_path, capsys) -> None:
@@ -183,15 +188,13 @@ def test_standardized_random_problem_from_registry() -> None:
 def test_weighted_exact_history_matches_the_weighted_twins() -> None:
     """Sample weights (zeros and integers among them): the exact engine's weighted statistics give
     the weighted twins' histories step by step, as unweighted data does."""
-    from gradtwin.weighted import weighted, with_weights
-
     rng = np.random.default_rng(5)
     X = rng.standard_normal((120, 4)) + 2.0
     Y = X @ rng.standard_normal(4) + rng.standard_normal(120)
     v = rng.integers(0, 4, size=120).astype(np.float64)
-    model = weighted(MODELS["linear"], v)
-    data = with_weights(Dataset(X, Y, name="weighted"), v)
-    lr = 0.9 * model.stable_lr(X)
+    model = MODELS["linear"]
+    data = Dataset(X, Y, name="weighted", weight=v)
+    lr = 0.9 * model.stable_lr(X, v)
     exact = train(ExactEngine(model), data, lr, 200, seed=0)
     for twin in ("manual", "autograd"):
         run = train(make_engine(twin, model), data, lr, 200, seed=0)

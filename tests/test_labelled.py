@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradtwin import data as labelled
-from gradtwin.data import Dataset
+from gradtwin.data import BUNDLED, Dataset, holdout, synthetic_classes
 from gradtwin.errors import DataError
 
 
@@ -15,7 +14,7 @@ from gradtwin.errors import DataError
     [("breast_cancer", 569, 30, 2), ("iris", 150, 4, 3), ("wine", 178, 13, 3), ("digits", 1797, 64, 10)],
 )
 def test_bundled_sets_split_and_prepared(name: str, n: int, d: int, k: int) -> None:
-    data = labelled.BUNDLED[name](True)
+    data = BUNDLED[name](True)
     assert data.test is not None
     assert data.n + data.test.n == n and data.test.n == round(0.25 * n)
     assert data.X.shape[1] == data.test.X.shape[1] == d
@@ -26,19 +25,22 @@ def test_bundled_sets_split_and_prepared(name: str, n: int, d: int, k: int) -> N
     else:  # standardized with the training rows' statistics only
         np.testing.assert_allclose(data.X.mean(axis=0), 0.0, atol=1e-12)
         np.testing.assert_allclose(data.X.std(axis=0), 1.0, atol=1e-12)
-        raw = labelled.BUNDLED[name](False)
-        np.testing.assert_allclose(data.test.X * data.x_std + data.x_mean, raw.X[_rows(raw, data.test)], atol=1e-9)
+        raw = BUNDLED[name](False)
+        test_rows, train_rows = _rows(raw, data.test)
+        mean, std = raw.X[train_rows].mean(axis=0), raw.X[train_rows].std(axis=0)  # the training rows' statistics
+        np.testing.assert_allclose(data.X * std + mean, raw.X[train_rows], atol=1e-9)
+        np.testing.assert_allclose(data.test.X * std + mean, raw.X[test_rows], atol=1e-9)
 
 
-def _rows(raw: Dataset, test: Dataset) -> np.ndarray:
-    """Indices of the raw rows the held-out split took (the split keeps their order)."""
+def _rows(raw: Dataset, test: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the raw rows the held-out split took, and of the rest (the split keeps their order)."""
     order = np.random.default_rng(0).permutation(raw.n)
-    return np.sort(order[: test.n])
+    return np.sort(order[: test.n]), np.sort(order[test.n :])
 
 
 def test_holdout_is_seeded_and_disjoint() -> None:
     data = Dataset(np.arange(40.0).reshape(20, 2), np.arange(20) % 2, "ids")
-    a, b, c = labelled.holdout(data, seed=1), labelled.holdout(data, seed=1), labelled.holdout(data, seed=2)
+    a, b, c = holdout(data, seed=1), holdout(data, seed=1), holdout(data, seed=2)
     assert a.test is not None and b.test is not None and c.test is not None
     np.testing.assert_array_equal(a.test.X, b.test.X)
     assert not np.array_equal(a.test.X, c.test.X)
@@ -47,20 +49,20 @@ def test_holdout_is_seeded_and_disjoint() -> None:
 
 
 def test_synthetic_classes_are_seeded_and_overlap() -> None:
-    a = labelled.synthetic_classes(n=300, d=2, k=3, seed=3)
-    b = labelled.synthetic_classes(n=300, d=2, k=3, seed=3)
+    a = synthetic_classes(n=300, d=2, k=3, seed=3)
+    b = synthetic_classes(n=300, d=2, k=3, seed=3)
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.Y, b.Y)
     assert a.Y.dtype == np.int64 and set(np.unique(a.Y)) <= {0, 1, 2}
-    assert not np.array_equal(a.Y, labelled.synthetic_classes(n=300, d=2, k=3, seed=4).Y)
+    assert not np.array_equal(a.Y, synthetic_classes(n=300, d=2, k=3, seed=4).Y)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"n": 3}, "n >= 4"), ({"k": 1}, "k >= 2"), ({"d": 0}, "d >= 1")])
 def test_synthetic_classes_refuse_bad_sizes(kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(DataError, match=message):
-        labelled.synthetic_classes(**kwargs)
+        synthetic_classes(**kwargs)
 
 
 def test_holdout_refuses_too_few_rows() -> None:
     with pytest.raises(DataError, match="too few"):
-        labelled.holdout(Dataset(np.zeros((1, 1)), np.zeros(1, dtype=np.int64), "one"))
+        holdout(Dataset(np.zeros((1, 1)), np.zeros(1, dtype=np.int64), "one"))

@@ -7,15 +7,14 @@ import pytest
 
 from conftest import DTYPES
 from gradtwin.data import synthetic_linear1d
-from gradtwin.training.factory import make_engine
 from gradtwin.errors import UsageError
 from gradtwin.models import get_model
-from gradtwin.training.exact import least_squares
-from gradtwin.training.loop import train
 from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
+from gradtwin.parity.reference import least_squares
+from gradtwin.training import make_engine, train
 
 MODEL = get_model("linear1d")
-DATA = MODEL.default_data()  # diabetes bmi, standardized: H = 2 I, stable lr = 1
+DATA = MODEL.default_data(standardized=True)  # diabetes bmi, standardized: H = 2 I, stable lr = 1
 
 
 def _both(device: str = "cpu", dtype: str = "float64", **kwargs):  # type: ignore[no-untyped-def]
@@ -27,7 +26,7 @@ def test_whole_histories_agree_step_by_step(device: str, dtype: str) -> None:
     """Every recorded row within the derived drift bound; the loss within what that drift allows.
 
     |L(p_a) - L(p_b)| <= |grad L| . e + lambda_max / 2 * e^2 + the loss's own rounding bound,
-    with e the bound on ||p_a - p_b||_2 from `trajectory.drift_tolerance`.
+    with e the bound on ||p_a - p_b||_2 from `parity.drift.drift_tolerance`.
     """
     lr, steps = 0.1, 200
     manual, autograd = _both(device, dtype, lr=lr, iterations=steps)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import types
 
 import numpy as np
 import pytest
-import torch
 
-from gradtwin.training.factory import make_engine
+from conftest import plant
 from gradtwin.errors import UsageError
 from gradtwin.models import MODELS, Model
-from gradtwin.training.loop import TrainResult, first_stop, train
+from gradtwin.training import TrainResult, make_engine, train
+from gradtwin.training.loop import first_stop
 
 # (lr, target_loss, iterations): a full budget, a target reached mid-chunk, a divergence mid-chunk
 CASES = {
@@ -38,7 +37,7 @@ def _same(a: TrainResult, b: TrainResult) -> None:
 @pytest.mark.parametrize("record_every", [1, 3])
 def test_chunked_checks_equal_checking_every_step(case: str, engine: str, record_every: int) -> None:
     model = MODELS["linear"]
-    data = model.default_data()
+    data = model.default_data(standardized=True)
     lr, target, iterations = CASES[case]
     runs = [
         train(make_engine(engine, model), data, lr, iterations, target, record_every=record_every, check_every=k)
@@ -56,7 +55,7 @@ def test_chunked_checks_equal_checking_every_step(case: str, engine: str, record
 def test_linear1d_generic_path_also_replays_exactly() -> None:
     """linear1d has no fused path: the separate loss/gradient/update path under the same checks."""
     model = MODELS["linear1d"]
-    data = model.default_data()
+    data = model.default_data(standardized=True)
     for lr in (0.1, 1.5):
         a, b = (train(make_engine("manual", model), data, lr, 300, check_every=k) for k in (1, 16))
         _same(a, b)
@@ -69,14 +68,16 @@ def _growing_unseen_parameter() -> Model:
     def gradients(params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
         return {**base.manual.gradients(params, X, Y), "c": -1e10 * params["c"]}
 
-    manual = types.SimpleNamespace(predict=base.manual.predict, loss=base.manual.loss, gradients=gradients)
-    return dataclasses.replace(base, name="unseen", manual=manual, param_shapes=lambda d: {"w": (), "b": (), "c": ()})
+    shapes = {"w": (), "b": (), "c": ()}
+    return dataclasses.replace(
+        base, name="unseen", manual=plant(base, gradients=gradients), param_shapes=lambda d: shapes
+    )
 
 
 def test_non_finite_parameters_with_finite_loss_stop_where_they_appear() -> None:
     """c overflows to inf mid-chunk while the loss stays finite: the run stops at that iteration."""
     model = _growing_unseen_parameter()
-    data = MODELS["linear1d"].default_data()
+    data = MODELS["linear1d"].default_data(standardized=True)
     init = {"w": np.asarray(0.0), "b": np.asarray(0.0), "c": np.asarray(1.0)}
     runs = [train(make_engine("manual", model), data, 0.1, 200, init=init, check_every=k) for k in (1, 8, 64)]
     first = int(np.ceil(np.log(np.finfo(np.float64).max) / np.log(1 + 0.1 * 1e10)))  # c = (1 + 1e9)^k overflows
@@ -89,7 +90,7 @@ def test_non_finite_parameters_with_finite_loss_stop_where_they_appear() -> None
 
 def test_mini_batches_check_every_step() -> None:
     model = MODELS["linear"]
-    data = model.default_data()
+    data = model.default_data(standardized=True)
     a, b = (train(make_engine("manual", model), data, 0.05, 40, batch_size=50, check_every=k) for k in (1, 32))
     _same(a, b)
 
@@ -105,23 +106,22 @@ def test_first_stop_is_the_loop_rule() -> None:
 def test_check_every_is_validated() -> None:
     model = MODELS["linear"]
     with pytest.raises(UsageError, match="check_every must be an integer >= 1; got 0"):
-        train(make_engine("manual", model), model.default_data(), 0.1, 10, check_every=0)
+        train(make_engine("manual", model), model.default_data(standardized=True), 0.1, 10, check_every=0)
 
 
 def test_history_grows_with_recorded_rows_only() -> None:
     model = MODELS["linear"]
-    r = train(make_engine("autograd", model), model.default_data(), 0.1, 1000, record_every=100)
+    r = train(make_engine("autograd", model), model.default_data(standardized=True), 0.1, 1000, record_every=100)
     assert r.history.iteration.tolist() == list(range(0, 1001, 100))
     assert r.history.params["w"].shape == (11, 10) and r.history.params["w"].dtype == np.float64
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda  # skipped without a GPU (conftest)
 @pytest.mark.parametrize("case", ["target_loss", "diverged"])
 def test_chunked_checks_on_the_gpu(case: str) -> None:
     """On a GPU the losses stay on the device between checks; the run is still the per-step one."""
     model = MODELS["linear"]
-    data = model.default_data()
+    data = model.default_data(standardized=True)
     lr, target, iterations = CASES[case]
     a, b = (
         train(make_engine(e, model, device="cuda"), data, lr, iterations, target, check_every=k)

@@ -42,7 +42,7 @@ Params = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class Problem:
-    """What one fit trains: the model (weighted where weights differ), standardized data, start and lr."""
+    """What one fit trains: the model, standardized data (weights in data.weight where they differ), start and lr."""
 
     model: Model
     data: Dataset

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
+
+from gradtwin.manual import linear
 
 Params = dict[str, Any]
 
@@ -82,13 +84,9 @@ def sigmoid(t: Any) -> Any:
 def hessian_bound(X: Any, weight: Any = None) -> Any:
     """A matrix the loss's Hessian in (w, b) never exceeds: sigma (1 - sigma) <= 1/4 in every term.
 
-    H = 1/n * sum_i sigma_i (1 - sigma_i) a_i a_i.T  <=  1/4 * 1/n * A.T @ A,   A = [X 1]
+    H = 1/n * sum_i sigma_i (1 - sigma_i) a_i a_i.T  <=  1/4 * 1/n * A.T @ A  =  1/8 * H_linear,
+    A = [X 1], H_linear = 2/n * A.T @ A the squared error's Hessian (`linear.hessian`).
     Shapes::  X (n, d) -> (d + 1, d + 1)      Weighted::  v_i / sum v in place of 1/n
     Gradient descent is stable for lr < 2 / lambda_max of this bound.
     """
-    xp = array_namespace(X)
-    n = X.shape[0]
-    A = xp.concat([X, xp.ones((n, 1), dtype=X.dtype, device=device(X))], axis=1)  # (n, d + 1)
-    if weight is None:
-        return (0.25 / n) * (A.T @ A)  # (d + 1, d + 1)
-    return (0.25 / xp.sum(weight)) * (A.T @ (weight[:, None] * A))  # (d + 1, d + 1)
+    return 0.125 * linear.hessian(X, weight)  # (d + 1, d + 1)

@@ -15,6 +15,8 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from gradtwin.manual import linear
+
 Params = dict[str, Any]
 
 
@@ -94,12 +96,8 @@ def hessian_bound(X: Any, weight: Any = None) -> Any:
     """A matrix whose largest eigenvalue bounds the loss's Hessian in (W, b) (Boehning 1992).
 
     H = 1/n * sum_i (diag(P_i) - P_i P_i.T) (x) a_i a_i.T, and diag(p) - p p.T <= 1/2 * I, so
-    lambda_max(H) <= lambda_max(1/2 * 1/n * A.T @ A),   A = [X 1]
+    lambda_max(H) <= lambda_max(1/2 * 1/n * A.T @ A) = lambda_max(1/4 * H_linear),   A = [X 1],
+    H_linear = 2/n * A.T @ A the squared error's Hessian (`linear.hessian`).
     Shapes::  X (n, d) -> (d + 1, d + 1)      Weighted::  v_i / sum v in place of 1/n
     """
-    xp = array_namespace(X)
-    n = X.shape[0]
-    A = xp.concat([X, xp.ones((n, 1), dtype=X.dtype, device=device(X))], axis=1)  # (n, d + 1)
-    if weight is None:
-        return (0.5 / n) * (A.T @ A)  # (d + 1, d + 1)
-    return (0.5 / xp.sum(weight)) * (A.T @ (weight[:, None] * A))  # (d + 1, d + 1)
+    return 0.25 * linear.hessian(X, weight)  # (d + 1, d + 1)
