@@ -1,8 +1,9 @@
 """The manual twins' one source on NumPy and on torch tensors (cpu, meta, cuda), against autograd.
 
 Every model, parametrized over dtype and device; cuda skips cleanly without a GPU. On a
-device the manual twin (torch tensors, no autograd) and the autograd twin are compared
-with each other and with the manual twin in float64 NumPy on the CPU. The tolerance is
+device the twins pass the parity check (`conftest.assert_parity`), and the manual twin on
+torch tensors (no autograd) is compared with the manual twin on NumPy, with autograd and
+with the manual twin in float64 NumPy on the CPU. The tolerance is
 gamma(K + ops) * sum|terms| per twin (`parity.tolerance`), which holds for any order of
 summation: a GPU's reduction tree, NumPy's pairwise sum and torch's vectorized CPU sum
 alike. TF32 is off and deterministic algorithms are on while they run (`strict_numerics`).
@@ -10,6 +11,7 @@ alike. TF32 is off and deterministic algorithms are on while they run (`strict_n
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,18 +20,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradtwin.parity.scales import rounding_terms
-from gradtwin.training.engines import AutogradEngine, ManualEngine
-from gradtwin.models import MODELS
-from gradtwin.parity.numerics import nondeterminism, strict_numerics
-from gradtwin.parity.compare import compare
-from gradtwin.parity.rounding import tolerance
-from gradtwin.training.loop import train
+from conftest import DEVICES, DTYPES, MODEL_NAMES, assert_parity, plant
+from gradtwin.models import MODELS, Model
+from gradtwin.parity.compare import ParamCheck, compare
 from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]
-DTYPES = ["float32", "float64"]
+from gradtwin.parity.model_check import random_problem
+from gradtwin.parity.numerics import nondeterminism, strict_numerics
+from gradtwin.parity.rounding import tolerance
+from gradtwin.parity.scales import gradient_scale, loss_scale, rounding_terms
+from gradtwin.training import AutogradEngine, ManualEngine, train
 
 
 def _on(values: Any, dtype: str, device: str) -> Any:
@@ -39,9 +38,9 @@ def _on(values: Any, dtype: str, device: str) -> Any:
     return torch.as_tensor(values, dtype=kind, device=device)
 
 
-@pytest.mark.parametrize("device", ["cpu", "meta", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])])
+@pytest.mark.parametrize("device", [*DEVICES, "meta"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: str, device: str) -> None:
     """Every output of the manual twin on torch tensors is a tensor of X's dtype on X's device.
 
@@ -50,15 +49,15 @@ def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: s
     `device=` (the error a GPU would raise) and any call that needs NumPy.
     """
     model = MODELS[name]
-    params, data = model.random_problem(np.random.default_rng(0))
+    params, data = random_problem(model, np.random.default_rng(0))
     X, Y = _on(data.X, dtype, device), _on(data.Y, dtype, device)
     p = {k: _on(v, dtype, device) for k, v in params.items()}
     outputs = {
         "predict": model.manual.predict(p, X),
         "loss": model.manual.loss(p, X, Y),
         **{f"gradients[{k}]": v for k, v in model.manual.gradients(p, X, Y).items()},
-        **{f"gradient_scale[{k}]": v for k, v in model.manual.gradient_scale(p, X, Y).items()},
-        "loss_scale": model.manual.loss_scale(p, X, Y),
+        **{f"gradient_scale[{k}]": v for k, v in gradient_scale(model, p, X, Y).items()},
+        "loss_scale": loss_scale(model, p, X, Y),
     }
     if hasattr(model.manual, "hessian"):
         outputs["hessian"] = model.manual.hessian(X)
@@ -74,11 +73,17 @@ def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: s
     assert outputs["loss"].shape == ()
 
 
-def _checks_at(model: Any, params: dict[str, np.ndarray], data: Any, dtype: str, device: str) -> list[Any]:
-    """Forward value first, then each gradient: manual-on-torch, NumPy and autograd, and the f64 reference."""
-    K = rounding_terms(model, data, params)
-    loss_scale = model.manual.loss_scale(params, data.X, data.Y)
-    grad_scale = model.manual.gradient_scale(params, data.X, data.Y)
+def _manual_torch_checks(
+    model: Model, params: dict[str, np.ndarray], data: Any, dtype: str, device: str
+) -> list[ParamCheck]:
+    """What the parity check does not compare: the manual twin on torch tensors (on `device`, the CPU
+    included) against the manual twin on NumPy, against autograd, and against the cpu float64 reference.
+
+    Forward value first, then each gradient.
+    """
+    K = rounding_terms(model, data.X, params)
+    loss_tol_scale = loss_scale(model, params, data.X, data.Y)
+    grad_scale = gradient_scale(model, params, data.X, data.Y)
     ref = {"loss": model.manual.loss(params, data.X, data.Y), **model.manual.gradients(params, data.X, data.Y)}
     engines = {
         "manual torch": ManualEngine(model, dtype, device, array="torch"),
@@ -89,34 +94,33 @@ def _checks_at(model: Any, params: dict[str, np.ndarray], data: Any, dtype: str,
     for label, eng in engines.items():
         loss, grads = eng.loss_and_gradients(eng.params(params), eng.asarray(data.X), eng.asarray(data.Y))
         got[label] = {"loss": eng.to_numpy(loss), **{k: eng.to_numpy(g) for k, g in grads.items()}}
-    checks = []
+    torch_twin, checks = got["manual torch"], []
     for key in ["loss", *params]:
-        scale = loss_scale if key == "loss" else grad_scale[key]
+        scale = loss_tol_scale if key == "loss" else grad_scale[key]
         pair = 2 * tolerance(dtype, K, scale)  # two twins in `dtype`, each within the bound
         ref_tol = tolerance(dtype, K, scale) + tolerance(np.float64, K, scale)
-        checks.append(
-            compare("manual torch vs manual numpy", key, got["manual torch"][key], got["manual numpy"][key], pair)
-        )
-        checks.append(compare("manual torch vs autograd", key, got["manual torch"][key], got["autograd"][key], pair))
-        for label in ("manual torch", "autograd"):
-            checks.append(compare(f"{label} {dtype} {device} vs cpu float64", key, got[label][key], ref[key], ref_tol))
+        checks.append(compare("manual torch vs manual numpy", key, torch_twin[key], got["manual numpy"][key], pair))
+        checks.append(compare("manual torch vs autograd", key, torch_twin[key], got["autograd"][key], pair))
+        checks.append(compare(f"manual torch {dtype} {device} vs cpu float64", key, torch_twin[key], ref[key], ref_tol))
     return checks
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODEL_NAMES)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_twins_on_device_agree_with_each_other_and_cpu_float64(name: str, dtype: str, device: str, seed: int) -> None:
+    """The parity check on the device (the twins, float64, finite differences), then the manual twin on torch."""
     model = MODELS[name]
-    params, data = model.random_problem(np.random.default_rng(seed))
+    params, data = random_problem(model, np.random.default_rng(seed))
     with strict_numerics():
-        for c in _checks_at(model, params, data, dtype, device):
+        assert_parity(model, params, data, dtype, device)
+        for c in _manual_torch_checks(model, params, data, dtype, device):
             assert c.ok, c.message()
 
 
-def test_planted_bug_in_manual_torch_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_planted_bug_in_manual_torch_is_caught() -> None:
     """A lost factor of 2 in the manual twin, on torch tensors only, fails the device comparison."""
     model = MODELS["linear1d"]
     honest = model.manual.gradients
@@ -125,15 +129,16 @@ def test_planted_bug_in_manual_torch_is_caught(monkeypatch: pytest.MonkeyPatch) 
         grads = honest(params, X, Y)
         return {k: g / 2 if isinstance(g, torch.Tensor) else g for k, g in grads.items()}
 
-    monkeypatch.setattr(model.manual, "gradients", halved)
-    params, data = model.random_problem(np.random.default_rng(1))
-    failed = [c for c in _checks_at(model, params, data, "float64", "cpu") if not c.ok]
+    params, data = random_problem(model, np.random.default_rng(1))
+    assert all(c.ok for c in _manual_torch_checks(model, params, data, "float64", "cpu"))  # the real twin passes
+    planted = replace(model, manual=plant(model, gradients=halved))
+    failed = [c for c in _manual_torch_checks(planted, params, data, "float64", "cpu") if not c.ok]
     assert {c.comparison for c in failed} >= {"manual torch vs manual numpy", "manual torch vs autograd"}
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_whole_histories_on_device_match_numpy(name: str, dtype: str, device: str) -> None:
     """Manual on torch (device), manual on NumPy and autograd (device) train alike, step by step.
 
@@ -175,11 +180,11 @@ def test_whole_histories_on_device_match_numpy(name: str, dtype: str, device: st
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_nondeterministic_remainder_is_measured_and_bounded(name: str, device: str) -> None:
     """Each twin run twice on the device: bit-for-bit equal, or within the two-order bound."""
     model = MODELS[name]
-    params, data = model.random_problem(np.random.default_rng(3))
+    params, data = random_problem(model, np.random.default_rng(3))
     loss_tol, grad_tol = gradient_tolerance(model, params, data.X, data.Y, "float32")
     with strict_numerics():
         for eng in (ManualEngine(model, "float32", device, array="torch"), AutogradEngine(model, "float32", device)):

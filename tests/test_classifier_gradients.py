@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gradtwin.parity.model_check import check_point
+from conftest import CLASSIFIERS, DEVICES, DTYPES, assert_parity, caught, plant, twin_values
 from gradtwin.data import Dataset
-from gradtwin.training.engines import AutogradEngine, ManualEngine
-from gradtwin.models import MODELS, Model, _away_from_relu_kink, mlp
-
-CLASSIFIERS = ("logistic", "softmax", "mlp", "mlp-relu", "mlp-sigmoid")
-DTYPES = ("float64", "float32")
-
-DEVICES = (
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")),
-)
+from gradtwin.models import MODELS, Model, mlp
+from gradtwin.parity.model_check import _away_from_relu_kink, random_problem
 
 
 def _model_at(name: str, hidden: int) -> Model:
@@ -44,10 +34,6 @@ def _problem(
     data = Dataset(X, Y, name="drawn")
     params = {p: 10.0**p_exp * rng.standard_normal(s) for p, s in model.param_shapes(data).items()}
     return model, params, data
-
-
-def _failures(checks: list[Any]) -> list[str]:
-    return [c.message() for c in checks if not c.ok]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -75,7 +61,7 @@ def test_twins_agree_at_drawn_points(
     model, params, data = _problem(name, seed, n, d, k, hidden, x_exp, p_exp)
     if name == "mlp-relu":
         assume(_away_from_relu_kink(params, data))
-    assert _failures(check_point(model, params, data, dtype, device)) == []
+    assert_parity(model, params, data, dtype, device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -85,27 +71,27 @@ def test_registered_random_problems_pass(name: str, dtype: str) -> None:
     model = MODELS[name]
     rng = np.random.default_rng(7)
     for point in range(4):
-        params, data = model.random_problem(rng)
-        assert _failures(check_point(model, params, data, dtype, point=point)) == []
+        params, data = random_problem(model, rng)
+        assert_parity(model, params, data, dtype, point=point)
 
 
 def test_relu_kink_rule_rejects_a_pre_activation_at_zero() -> None:
     """The admissibility rule is what keeps finite differences off the kink: A = 0 must fail it."""
-    model, params, data = _problem("mlp-relu", 3, 6, 2, 3, 3, 0.0, 0.0)
+    _, params, data = _problem("mlp-relu", 3, 6, 2, 3, 3, 0.0, 0.0)
     params["b1"][1] = -(data.X[2] @ params["W1"][:, 1])  # A[2, 1] = 0 exactly (up to rounding)
     assert not _away_from_relu_kink(params, data)
-    assert model.admissible is not None
+    # `random_problem` applies the rule: draws like its own but unfiltered do come near the kink, its never
+    relu, rng, unfiltered = MODELS["mlp-relu"], np.random.default_rng(0), []
+    for _ in range(50):
+        drawn, scale = relu.random_data(rng), 10.0 ** rng.uniform(-2, 2)
+        point = {p: scale * rng.standard_normal(s) for p, s in relu.param_shapes(drawn).items()}
+        unfiltered.append(_away_from_relu_kink(point, drawn))
+    assert not all(unfiltered), "no unfiltered draw came near the kink: the check below would prove nothing"
+    rng = np.random.default_rng(0)
+    assert all(_away_from_relu_kink(*random_problem(relu, rng)) for _ in range(50))
 
 
 # ---- extreme logits -------------------------------------------------------------------------
-
-
-def _both_twins(model: Model, params: dict[str, np.ndarray], data: Dataset, dtype: str) -> list[tuple[Any, Any]]:
-    out = []
-    for engine in (ManualEngine(model, dtype), AutogradEngine(model, dtype)):
-        loss, grads = engine.loss_and_gradients(engine.params(params), engine.asarray(data.X), engine.asarray(data.Y))
-        out.append((float(loss), {k: engine.to_numpy(v).astype(np.float64) for k, v in grads.items()}))
-    return out
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -115,7 +101,7 @@ def test_logistic_extreme_logits_are_exact(magnitude: float, dtype: str) -> None
     X = np.array([[1.0], [-1.0], [1.0], [-1.0]])  # (4, 1)
     Y = np.array([1, 0, 0, 1], dtype=np.int64)  # z = +M, -M, +M, -M: right, right, wrong, wrong
     params = {"w": np.array([magnitude]), "b": np.array(0.0)}
-    for loss, grads in _both_twins(MODELS["logistic"], params, Dataset(X, Y, "extreme"), dtype):
+    for loss, grads in twin_values(MODELS["logistic"], params, Dataset(X, Y, "extreme"), dtype):
         M = float(np.asarray(magnitude, dtype=dtype))
         assert loss == pytest.approx(2 * M / 4, rel=1e-6)
         assert grads["w"] == pytest.approx([(1.0 + 1.0) / 4])  # X_i (sigma - y)/n: 1*1/4 + (-1)(-1)/4
@@ -131,7 +117,7 @@ def test_softmax_extreme_logits_are_exact(magnitude: float, dtype: str) -> None:
     params = {"W": magnitude * (2 * np.eye(3) - 1), "b": np.zeros(3)}
     dW = np.zeros((3, 3))
     dW[2, 2], dW[2, 0] = 1 / 3, -1 / 3  # only sample 2 is wrong: P = e_2, onehot = e_0
-    for loss, grads in _both_twins(MODELS["softmax"], params, Dataset(X, Y, "extreme"), dtype):
+    for loss, grads in twin_values(MODELS["softmax"], params, Dataset(X, Y, "extreme"), dtype):
         M = float(np.asarray(magnitude, dtype=dtype))
         assert loss == pytest.approx(2 * M / 3, rel=1e-6)
         np.testing.assert_allclose(grads["W"], dW, atol=1e-7)
@@ -154,10 +140,10 @@ def test_mlp_extreme_logits_are_finite_and_agree(name: str, magnitude: float, dt
     }
     if name == "mlp-relu":
         assert _away_from_relu_kink(params, data)
-    for loss, grads in _both_twins(model, params, data, dtype):
+    for loss, grads in twin_values(model, params, data, dtype):
         assert np.isfinite(loss) and loss > magnitude / 100  # some samples are wrong by ~M
         assert all(np.isfinite(g).all() for g in grads.values())
-    assert _failures(check_point(model, params, data, dtype)) == []
+    assert_parity(model, params, data, dtype)
 
 
 # ---- planted bugs -----------------------------------------------------------------------------
@@ -181,8 +167,8 @@ def _square_problem(name: str) -> tuple[Model, dict[str, np.ndarray], Dataset]:
     return model, params, data
 
 
-def _planted(model: Model, name: str, bug: str) -> SimpleNamespace:
-    """The manual twin with `bug` written into its gradients."""
+def _buggy_gradients(model: Model, name: str, bug: str) -> Any:
+    """The manual twin's gradients with `bug` written into them."""
     correct = model.manual.gradients
 
     def gradients(params: dict[str, Any], X: Any, Y: Any) -> dict[str, Any]:
@@ -202,7 +188,7 @@ def _planted(model: Model, name: str, bug: str) -> SimpleNamespace:
             grads[b] = 0.0 * grads[b]
         return grads
 
-    return SimpleNamespace(loss=model.manual.loss, gradients=gradients)
+    return gradients
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -211,10 +197,9 @@ def _planted(model: Model, name: str, bug: str) -> SimpleNamespace:
 def test_planted_bug_is_caught(name: str, bug: str, dtype: str) -> None:
     """Each bug makes manual vs autograd and manual vs finite differences fail on the parameter it touches."""
     model, params, data = _square_problem(name)
-    assert _failures(check_point(model, params, data, dtype)) == []  # the correct twin passes here
-    checks = check_point(model, params, data, dtype, manual_module=_planted(model, name, bug))
+    planted = plant(model, gradients=_buggy_gradients(model, name, bug))
+    failed = caught(model, params, data, planted, dtype)  # the correct twin passes here first
     touched = {BIAS[name]} if bug == "dropped bias" else {WEIGHT[name]}
-    failed = {(c.comparison, c.name) for c in checks if not c.ok}
     for param in touched:
         assert ("manual vs autograd", param) in failed
         assert ("manual float64 vs finite diff", param) in failed

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradtwin.parity.model_check import check_point
-from gradtwin.parity.scales import rounding_terms
+from conftest import DTYPES, assert_parity, caught, plant
 from gradtwin.data import Dataset, standardize
-from gradtwin.training.factory import make_engine
 from gradtwin.manual import linear as manual_linear
 from gradtwin.models import MODELS
-from gradtwin.parity.compare import history_bound
+from gradtwin.parity.drift import drift_tolerance
+from gradtwin.parity.reference import least_squares
 from gradtwin.parity.rounding import tolerance
-from gradtwin.training.exact import least_squares
-from gradtwin.training.loop import train
+from gradtwin.parity.scales import gradient_scale, loss_scale, rounding_terms
+from gradtwin.training import make_engine, train, update
+from gradtwin.training.fused import FusedLinear
+from gradtwin.training.loop import History
 
 MODEL = MODELS["linear"]
 FAST = settings(max_examples=12, deadline=None)
@@ -36,16 +35,27 @@ def _problem(seed: int, n: int, d: int) -> tuple[dict[str, np.ndarray], Dataset]
     return params, Dataset(X, Y, name="drawn")
 
 
+def _rounded(data: Dataset, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y rounded to `dtype`, in float64: the data both runs in `dtype` actually see."""
+    return data.X.astype(dtype).astype(np.float64), data.Y.astype(dtype).astype(np.float64)
+
+
+def _drift(history: History, data: Dataset, lr: float, dtype: str, implementations: int) -> np.ndarray:
+    """`drift_tolerance` along a full-batch history recorded at every iteration, on data rounded to `dtype`."""
+    assert np.array_equal(history.iteration, np.arange(history.iteration.size))  # recorded at every step
+    X, Y = _rounded(data, dtype)
+    steps = [None] * (history.iteration.size - 1)
+    return drift_tolerance(MODEL, history.params, X, Y, dtype, lr, steps, implementations=implementations)
+
+
 @FAST
 @given(
     seed=st.integers(0, 2**31), n=st.integers(1, 60), d=st.integers(1, 6), dtype=st.sampled_from(["float32", "float64"])
 )
 def test_twins_agree_at_drawn_shapes(seed: int, n: int, d: int, dtype: str) -> None:
     params, data = _problem(seed, n, d)
-    checks = check_point(MODEL, params, data, dtype)
+    checks = assert_parity(MODEL, params, data, dtype)
     assert {c.comparison for c in checks} >= {"manual vs autograd", "manual float64 vs finite diff"}
-    bad = [c.message() for c in checks if not c.ok]
-    assert not bad, "\n".join(bad)
 
 
 def test_gradient_shapes_follow_the_parameters() -> None:
@@ -53,7 +63,7 @@ def test_gradient_shapes_follow_the_parameters() -> None:
     grads = MODEL.manual.gradients(params, data.X, data.Y)
     assert grads["w"].shape == (4,) and np.shape(grads["b"]) == ()
     assert MODEL.manual.hessian(data.X).shape == (5, 5)
-    assert rounding_terms(MODEL, data) == 20 + 4 + 2
+    assert rounding_terms(MODEL, data.X, params) == 20 + 4 + 2
 
 
 def test_hessian_is_the_jacobian_of_the_gradient() -> None:
@@ -68,7 +78,7 @@ def test_hessian_is_the_jacobian_of_the_gradient() -> None:
 
     # the gradient is affine, so a unit difference is exact up to rounding of each term
     columns = np.stack([grad(flat + e) - grad(flat) for e in np.eye(4)], axis=1)
-    scale = MODEL.manual.gradient_scale(params, data.X, data.Y)
+    scale = gradient_scale(MODEL, params, data.X, data.Y)
     bound = 4 * tolerance(np.float64, 36, max(float(np.max(scale["w"])), float(scale["b"])) + np.abs(H).max())
     np.testing.assert_allclose(columns, H, rtol=0, atol=bound)
 
@@ -79,24 +89,25 @@ def test_hessian_is_the_jacobian_of_the_gradient() -> None:
     seed=st.integers(0, 2**31), n=st.integers(3, 80), d=st.integers(1, 6), dtype=st.sampled_from(["float32", "float64"])
 )
 def test_fused_path_equals_the_readable_gradients(blocks: int, seed: int, n: int, d: int, dtype: str) -> None:
-    """`Fused.step` is `loss`, `gradients` and `p -= lr * g`, up to the rounding of the same sums."""
+    """`FusedLinear` then `update` is `loss`, `gradients` and `p -= lr * g`, up to the rounding of the same sums."""
     params, data = _problem(seed, n, d)
     X, Y = data.X.astype(dtype), data.Y.astype(dtype)
     p = {k: np.array(v, dtype=dtype) for k, v in params.items()}
     ref_loss = MODEL.manual.loss(p, X, Y)
     ref_grads = MODEL.manual.gradients(p, X, Y)
     lr = 0.01
-    fused = manual_linear.Fused(p, X, Y)
+    fused = FusedLinear(p, X, Y)
     if blocks > 1:  # force several row blocks, each with its own partial sums
         rows = -(-n // blocks)
         fused.blocks = [(s, min(n, s + rows)) for s in range(0, n, rows)]
     before = {k: v.copy() for k, v in p.items()}
-    value = fused.step(lr)
-    K = rounding_terms(MODEL, data)
+    value, grads = fused.loss_and_gradients()
+    update(p, grads, lr)
     p64 = {k: v.astype(np.float64) for k, v in before.items()}
-    loss_tol = 2 * tolerance(dtype, K, MODEL.manual.loss_scale(p64, data.X, data.Y))
+    K = rounding_terms(MODEL, data.X, p64)
+    loss_tol = 2 * tolerance(dtype, K, loss_scale(MODEL, p64, data.X, data.Y))
     assert abs(float(value) - float(ref_loss)) <= loss_tol
-    scale = MODEL.manual.gradient_scale(p64, data.X, data.Y)
+    scale = gradient_scale(MODEL, p64, data.X, data.Y)
     u = float(np.finfo(dtype).eps) / 2
     for name in p:
         expected = before[name] - lr * ref_grads[name]
@@ -106,7 +117,7 @@ def test_fused_path_equals_the_readable_gradients(blocks: int, seed: int, n: int
         assert p[name].dtype == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_whole_histories_agree_step_by_step(dtype: str) -> None:
     """Both twins from the same start, every iteration within the derived accumulated bound."""
     data = MODEL.default_data()
@@ -114,7 +125,7 @@ def test_whole_histories_agree_step_by_step(dtype: str) -> None:
     runs = [train(make_engine(e, MODEL, dtype), data, lr, iterations=150, seed=1) for e in ("manual", "autograd")]
     manual, autograd = (r.history for r in runs)
     assert manual.iteration.size == autograd.iteration.size == 151
-    bound = 2 * history_bound(MODEL, data, manual, lr, dtype)  # (151,)
+    bound = _drift(manual, data, lr, dtype, implementations=2)  # (151,) two runs: twice one run's bound
     diff = np.sqrt(
         np.sum((manual.params["w"] - autograd.params["w"]) ** 2, axis=1)
         + (manual.params["b"] - autograd.params["b"]) ** 2
@@ -137,15 +148,10 @@ def test_training_reaches_least_squares_at_the_predicted_rate() -> None:
     for engine in ("manual", "autograd"):
         result = train(make_engine(engine, MODEL), data, lr, iterations=k)
         p = np.concatenate([result.params["w"], [result.params["b"]]])
-        rounding = history_bound(MODEL, data, result.history, lr, np.float64)[-1]
+        rounding = _drift(result.history, data, lr, "float64", implementations=1)[-1]  # one run vs the exact one
         assert np.linalg.norm(p - p_star) <= rate**k * np.linalg.norm(p_star) + rounding + 1e-14 * np.linalg.norm(
             p_star
         )
-
-
-def _planted(gradients: object) -> types.SimpleNamespace:
-    names = ("predict", "loss", "gradient_scale", "loss_scale", "rounding_terms", "hessian")
-    return types.SimpleNamespace(**{k: getattr(manual_linear, k) for k in names}, gradients=gradients)
 
 
 def _reversed_rows(params, X, Y):  # pairs residual i with row n-1-i: X.T @ dpred on the wrong axis order
@@ -171,14 +177,12 @@ def _dropped_bias(params, X, Y):
 
 
 @pytest.mark.parametrize("bug", [_reversed_rows, _lost_one_over_n, _sign_flip, _dropped_bias])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_planted_bugs_are_caught(bug: object, dtype: str) -> None:
     params, data = _problem(11, 40, 3)
-    checks = check_point(MODEL, params, data, dtype, manual_module=_planted(bug))
-    caught = [c for c in checks if not c.ok]
-    assert caught, f"{bug} went unnoticed"
-    assert all(c.name != "loss" for c in caught)  # the loss is right; the gradient is not
-    assert all(c.ok for c in check_point(MODEL, params, data, dtype))  # the real twin passes the same point
+    failed = caught(MODEL, params, data, plant(MODEL, gradients=bug), dtype)  # the real twin passes the same point
+    assert failed, f"{bug} went unnoticed"
+    assert all(name != "loss" for _, name in failed)  # the loss is right; the gradient is not
 
 
 def test_registry_data() -> None:

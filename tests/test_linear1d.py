@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import types
+import inspect
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES, DTYPES
-from gradtwin.parity.model_check import check_point
+from conftest import DEVICES, DTYPES, assert_parity, caught, plant
 from gradtwin.data import Dataset
 from gradtwin.manual import linear1d as manual
 from gradtwin.models import get_model
+from gradtwin.parity.model_check import random_problem
 
 MODEL = get_model("linear1d")
 
@@ -42,8 +42,7 @@ def problems(draw: st.DrawFn) -> tuple[dict[str, np.ndarray], Dataset]:
 def test_twins_agree_at_drawn_points(problem: tuple[dict[str, np.ndarray], Dataset], dtype: str) -> None:
     """Forward, gradients, the float64 reference and finite differences, within derived bounds."""
     params, data = problem
-    failed = [c.message() for c in check_point(MODEL, params, data, dtype) if not c.ok]
-    assert not failed, "\n".join(failed)
+    assert_parity(MODEL, params, data, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -51,9 +50,8 @@ def test_twins_agree_at_drawn_points(problem: tuple[dict[str, np.ndarray], Datas
 def test_twins_agree_on_device(device: str, dtype: str) -> None:
     rng = np.random.default_rng(7)
     for point in range(20):
-        params, data = MODEL.random_problem(rng)
-        failed = [c.message() for c in check_point(MODEL, params, data, dtype, device, point) if not c.ok]
-        assert not failed, "\n".join(failed)
+        params, data = random_problem(MODEL, rng)
+        assert_parity(MODEL, params, data, dtype, device, point=point)
 
 
 def test_gradient_formula_by_hand() -> None:
@@ -76,8 +74,6 @@ def test_twins_share_names_and_signatures() -> None:
     The article calls `gradient(...)` where it defined `gradients`: a misspelt name in
     either twin fails here.
     """
-    import inspect
-
     for name in ("predict", "loss", "gradients"):
         m, a = getattr(MODEL.manual, name), getattr(MODEL.autograd, name)
         assert inspect.signature(m).parameters.keys() == inspect.signature(a).parameters.keys()
@@ -125,11 +121,6 @@ BUGS = {
 }
 
 
-def _planted(overrides: dict[str, object]) -> types.SimpleNamespace:
-    twin = {name: getattr(manual, name) for name in ("predict", "loss", "gradients")}
-    return types.SimpleNamespace(**{**twin, **overrides})
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_planted_bugs_are_reported(bug: str, dtype: str) -> None:
@@ -138,11 +129,9 @@ def test_planted_bugs_are_reported(bug: str, dtype: str) -> None:
     Y = 3.0 * X + 1.0 + 0.1 * rng.standard_normal(50)
     data = Dataset(X, Y, "planted")
     params = {"w": np.asarray(0.5), "b": np.asarray(-0.25)}
-    real = check_point(MODEL, params, data, dtype)
-    assert all(c.ok for c in real), [c.message() for c in real if not c.ok]
-    caught = [c for c in check_point(MODEL, params, data, dtype, manual_module=_planted(BUGS[bug])) if not c.ok]
-    assert caught, f"the parity check missed the planted bug: {bug}"
-    assert all(c.comparison.startswith(("manual", "autograd")) for c in caught)
+    failed = caught(MODEL, params, data, plant(MODEL, **BUGS[bug]), dtype)  # the real twin passes first
+    assert failed, f"the parity check missed the planted bug: {bug}"
+    assert all(comparison.startswith(("manual", "autograd")) for comparison, _ in failed)
 
 
 def test_hessian_and_stable_lr() -> None:

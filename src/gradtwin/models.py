@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,6 +37,12 @@ from gradtwin.manual import softmax as manual_softmax
 Params = dict[str, np.ndarray]
 
 
+class DataLoader(Protocol):
+    """A model's default data: standardized (the default) or in the data's own units."""
+
+    def __call__(self, standardized: bool = True) -> Dataset: ...
+
+
 @dataclass(frozen=True)
 class Model:
     """One model: its manual and autograd twins and what a run of it needs to start.
@@ -52,7 +58,7 @@ class Model:
     autograd: ModuleType
     description: str
     param_shapes: Callable[[Dataset], dict[str, tuple[int, ...]]]
-    default_data: Callable[[bool], Dataset]
+    default_data: DataLoader
     random_data: Callable[[np.random.Generator], Dataset]
     task: str = "regression"
     weights: bool = False
