@@ -19,6 +19,7 @@ from gradtwin.autograd import mlp as autograd_mlp
 from gradtwin.autograd import softmax as autograd_softmax
 from gradtwin.data import (
     Dataset,
+    check_weight,
     load_breast_cancer,
     load_diabetes_all,
     load_diabetes_bmi,
@@ -105,6 +106,8 @@ class Model:
         if hessian is None:
             return None
         X64 = np.asarray(X, dtype=np.float64)
+        if weight is not None:
+            weight = check_weight(weight, X64.shape[0], self.name)
         with np.errstate(over="ignore", invalid="ignore"):
             H = np.asarray(hessian(X64) if weight is None else hessian(X64, weight=weight))
         if not np.all(np.isfinite(H)):  # data near float64's limit: no bound can be computed
