@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradtwin.data import Dataset
-from gradtwin.training.factory import make_engine
-from gradtwin.training.exact import ExactEngine, statistics
 from gradtwin.cli.files import atomic_write_text
+from gradtwin.data import Dataset
 from gradtwin.models import MODELS
+from gradtwin.training.exact import ExactEngine, statistics
+from gradtwin.training.factory import make_engine
 from gradtwin.training.loop import train
 
 HERE = Path(__file__).resolve().parent

@@ -19,11 +19,16 @@ from pathlib import Path
 
 import torch
 
-from gradtwin import throughput
-from gradtwin.devices import resolve_device
-from gradtwin.training.factory import ENGINES, make_engine
 from gradtwin.cli.files import atomic_write_text
+from gradtwin.devices import resolve_device
 from gradtwin.models import MODELS
+from gradtwin.training import ENGINES, make_engine
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as `python comparisons/gpu_bench.py` it is there; by runpy it is not
+    sys.path.insert(0, str(HERE))
+
+import throughput  # noqa: E402  (comparisons/throughput.py, beside this script)
 
 GPU_SIZES = (1_000_000, 10_000_000, 100_000_000)
 CPU_SIZE = 1_000_000
@@ -33,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu with --tiny (default cuda)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, to check the code path")
-    parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for the table")
+    parser.add_argument("--out", default=str(HERE), help="folder for the table")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_bench: no CUDA GPU here (torch.cuda.is_available() is False); nothing run")

@@ -19,9 +19,10 @@ import torch
 
 from gradtwin.data import Dataset
 from gradtwin.devices import resolve_device, synchronize, torch_dtype
-from gradtwin.training.engines import Engine
 from gradtwin.models import Model
 from gradtwin.parity.numerics import nondeterminism, strict_numerics
+from gradtwin.training import Engine, ExactEngine, update
+from gradtwin.training.exact import EXACT_MODELS
 
 
 def bandwidth(device: torch.device, nbytes: int, repeats: int = 10) -> float:
@@ -99,14 +100,14 @@ class Row:
         return self.seconds * self.bandwidth / self.nbytes
 
 
-def time_engine(engine: Engine, prob: Problem, lr: float, warmup: int = 2, budget: float = 0.5) -> float:
-    """Seconds per iteration of `loss_and_gradients` then `update`, after `warmup` iterations.
+def time_engine(engine: Engine | ExactEngine, prob: Problem, lr: float, warmup: int = 2, budget: float = 0.5) -> float:
+    """Seconds per iteration of the bound `loss_and_gradients` then `update`, after `warmup` iterations.
 
-    Measures at least 3 iterations and stops once `budget` seconds have passed. An engine
-    with a closed-form `trajectory` (the exact engine) has no step: its whole run of 1,000
+    Measures at least 3 iterations and stops once `budget` seconds have passed. The exact
+    engine computes the trajectory in closed form and has no step: its whole run of 1,000
     iterations, statistics pass included, is timed and divided by 1,000.
     """
-    if getattr(engine, "trajectory", None) is not None:
+    if isinstance(engine, ExactEngine):
         from gradtwin.training.loop import train
 
         X64 = prob.X.detach().cpu().numpy().astype(np.float64)
@@ -119,10 +120,11 @@ def time_engine(engine: Engine, prob: Problem, lr: float, warmup: int = 2, budge
     X = prob.X.cpu().numpy() if numpy_arrays else prob.X
     Y = prob.Y.cpu().numpy() if numpy_arrays else prob.Y
     params = engine.params(prob.params)
+    gradients = engine.bind(params, X, Y)  # the engine's fastest full-batch path, as `train` uses
 
     def step() -> None:
-        _, grads = engine.loss_and_gradients(params, X, Y)
-        engine.update(params, grads, lr)
+        _, grads = gradients.loss_and_gradients()
+        update(params, grads, lr)
 
     for _ in range(warmup):
         step()
@@ -143,13 +145,14 @@ def repeat_difference(engine: Engine, prob: Problem) -> float:
     X = prob.X.cpu().numpy() if numpy_arrays else prob.X
     Y = prob.Y.cpu().numpy() if numpy_arrays else prob.Y
     params = engine.params(prob.params)
+    # unbound: a bound computation may return the same buffers each call, which would compare equal
     return max(nondeterminism(lambda: engine.loss_and_gradients(params, X, Y)).values())
 
 
 def run(
     models: Sequence[Model],
     engines: Sequence[str],
-    make: Callable[[str, Model, str, str], Engine],
+    make: Callable[[str, Model, str, str], Engine | ExactEngine],
     device: str,
     sizes: Sequence[int],
     d: int = 16,
@@ -185,15 +188,13 @@ def run(
 
 def applies(engine: str, model: Model) -> bool:
     """Whether `engine` can train `model` at all (the exact engine: linear models only)."""
-    from gradtwin.training.exact import EXACT_MODELS
-
-    return engine != "exact" or model.name in EXACT_MODELS
+    return engine != "exact" or model.family in EXACT_MODELS
 
 
 def _one(
     model: Model,
     name: str,
-    make: Callable[[str, Model, str, str], Engine],
+    make: Callable[[str, Model, str, str], Engine | ExactEngine],
     dev: torch.device,
     dtype: str,
     prob: Problem,
@@ -207,8 +208,8 @@ def _one(
         # the exact engine is a cpu computation after one pass over the data: time it there
         engine = make(name, model, dtype, "cpu" if name == "exact" else str(dev))
         seconds = time_engine(engine, prob, lr=1e-3, budget=budget)
-        closed_form = getattr(engine, "trajectory", None) is not None  # no step to repeat
-        diff = repeat_difference(engine, prob) if repeat and not closed_form else None
+        # the exact engine has no step to repeat
+        diff = repeat_difference(engine, prob) if repeat and not isinstance(engine, ExactEngine) else None
         return Row(model.name, name, str(engine.device), dtype, n, d, seconds, prob.nbytes, bw, diff)
     except torch.OutOfMemoryError:
         return _failed(model, name, dev, dtype, n, d, bw, "out of memory")

@@ -150,6 +150,8 @@ def twin_values(
     out = []
     for engine in (ManualEngine(model, dtype, device), AutogradEngine(model, dtype, device)):
         V = None if data.weight is None else engine.asarray(data.weight)
-        loss, grads = engine.loss_and_gradients(engine.params(params), engine.asarray(data.X), engine.asarray(data.Y), V)
+        loss, grads = engine.loss_and_gradients(
+            engine.params(params), engine.asarray(data.X), engine.asarray(data.Y), V
+        )
         out.append((float(loss), {k: engine.to_numpy(v).astype(np.float64) for k, v in grads.items()}))
     return out

@@ -14,8 +14,8 @@ import pytest
 
 from gradtwin import data as datasets
 from gradtwin.cli import main
-from gradtwin.errors import OutputError, UsageError
 from gradtwin.cli.files import atomic_write, atomic_write_text
+from gradtwin.errors import OutputError, UsageError
 
 TRAIN = ["train", "--data", "synthetic", "--n", "20", "--iterations", "30"]
 
@@ -121,7 +121,7 @@ def test_the_cli_refuses_an_existing_history_before_it_trains(
     def no_training(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("trained although the output could never be written")
 
-    monkeypatch.setattr("gradtwin.cli.train", no_training)
+    monkeypatch.setattr("gradtwin.cli.commands.train", no_training)
     assert main([*TRAIN, "--history", "h.csv"]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert (tmp_path / "h.csv").read_text(encoding="utf-8") == "keep"

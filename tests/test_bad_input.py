@@ -16,12 +16,13 @@ import torch
 from scipy import sparse
 from sklearn.exceptions import NotFittedError
 
+from conftest import CUDA
 from gradtwin import data as datasets
 from gradtwin.cli import main
-from gradtwin.training.factory import make_engine
 from gradtwin.errors import DataError, DataTypeError, DivergedError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
 from gradtwin.models import get_model
+from gradtwin.training.factory import make_engine
 from gradtwin.training.loop import train
 
 DOC = Path(__file__).resolve().parents[1] / "README.md"  # its catalogue: "What each bad input gets"
@@ -82,11 +83,11 @@ def _interrupt(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("gradtwin.cli.train", interrupted)
+    monkeypatch.setattr("gradtwin.cli.commands.train", interrupted)
 
 
 _OK = "x,y\n1,2\n2,4\n3,7\n"
-_CUDA = "CUDA is available here" if torch.cuda.is_available() else None
+_CUDA = "CUDA is available here" if CUDA else None
 _MPS = "MPS is available here" if torch.backends.mps.is_available() else None
 
 CLI_CASES = [
@@ -488,10 +489,10 @@ LIB_CASES = [
         r"linear1d needs X 1-D \(n,\); got shape \(5, 2\) from mine$",
     ),
     Lib(
-        "train() on 2-D Y for linear1d",
+        "a Dataset with 2-D Y",
         lambda: _run(_lin(np.arange(5.0), np.ones((5, 1)))),
         DataError,
-        r"linear1d needs Y 1-D \(n,\); got shape \(5, 1\) from mine$",
+        r"mine: Y must be 1-D \(n,\); got shape \(5, 1\)$",
     ),
     Lib(
         "train() on something not a Dataset",

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
+from conftest import CUDA
 from gradtwin.cli import main
 
 
@@ -115,7 +115,7 @@ def test_unknown_device(capsys: pytest.CaptureFixture[str]) -> None:
     assert_one_line_error(err, "device must be one of auto, cpu, cuda, cuda:N or mps; got 'tpu'")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA exists here")
+@pytest.mark.skipif(CUDA, reason="CUDA exists here")
 def test_cuda_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "train", "--device", "cuda")
     assert code == 2

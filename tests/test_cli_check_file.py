@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DTYPES
 from gradtwin.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -20,7 +21,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_good_example_exits_0(dtype: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["check", "--file", str(EXAMPLES / "good_model.py"), "--dtype", dtype], capsys)
     assert code == 0, out + err

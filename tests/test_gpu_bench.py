@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from gradtwin import throughput
-from gradtwin.training.factory import ENGINES
+from conftest import CLASSIFIERS, CUDA
 from gradtwin.models import MODELS
+from gradtwin.training import ENGINES
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_throughput() -> Any:
+    """comparisons/throughput.py by path, under the name gpu_bench.py imports it by (so both share it)."""
+    spec = importlib.util.spec_from_file_location("throughput", ROOT / "comparisons" / "throughput.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["throughput"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+throughput: Any = _load_throughput()
 
 
 def test_bench_runs_tiny_on_cpu_and_writes_its_table(tmp_path: Path) -> None:
@@ -30,7 +45,7 @@ def test_bench_runs_tiny_on_cpu_and_writes_its_table(tmp_path: Path) -> None:
             assert all("failed" not in r and "memory" not in r for r in mine), mine
 
 
-@pytest.mark.parametrize("name", [m for m in MODELS if MODELS[m].task == "classification"])
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_bench_problem_gives_int64_labels_and_parameters_for_every_class(name: str) -> None:
     """Labels as engines keep them (int64), all of them inside the parameters' classes."""
     prob = throughput.problem(MODELS[name], 300, 16, "float32", torch.device("cpu"), seed=1)
@@ -40,7 +55,7 @@ def test_bench_problem_gives_int64_labels_and_parameters_for_every_class(name: s
     assert labels.min() >= 0 and labels.max() == k - 1, (labels, k)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
+@pytest.mark.skipif(CUDA, reason="checks the behaviour without CUDA")
 def test_gpu_check_without_cuda_says_so_and_exits_0() -> None:
     run = subprocess.run(
         ["bash", str(ROOT / "comparisons" / "gpu_check.sh")],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import types
 from typing import Any
 
 import numpy as np
@@ -12,11 +11,11 @@ import torch
 
 import gradcheck_cases as cases
 import gradtwin
-from gradtwin.parity.model_check import check_model
+from conftest import DTYPES, plant_in_gradients
 from gradtwin.errors import UsageError
-from gradtwin.parity.gradcheck import check_gradients, tf32_off
-from gradtwin.manual import linear1d
 from gradtwin.models import MODELS
+from gradtwin.parity.gradcheck import check_gradients, tf32_off
+from gradtwin.parity.model_check import check_model
 
 
 def linreg_problem(n: int = 12, d: int = 3, seed: int = 0) -> tuple[dict[str, np.ndarray], tuple[Any, Any]]:
@@ -37,7 +36,7 @@ def diagnosis(report: gradtwin.GradientReport, name: str) -> str:
     return next(p.diagnosis or "" for p in report.params if p.name == name)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_correct_gradient_passes_with_every_field_filled(dtype: str) -> None:
     params, data = linreg_problem()
     report = gradtwin.check_gradients(cases.linreg_grad, cases.linreg_loss, params, data, dtype=dtype)
@@ -212,8 +211,7 @@ def test_mps_float64_is_refused_with_a_clear_message() -> None:
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_autograd_agrees_with_cpu(dtype: str) -> None:
     params, data = softmax_problem(d=4, k=3)
     report = check_gradients(cases.softmax_grad, cases.softmax_loss, params, data, dtype=dtype, device="cuda")
@@ -227,9 +225,7 @@ def test_builtin_model_check_runs_on_the_same_machinery() -> None:
     assert {"manual vs autograd", "manual float32 vs float64", "manual float64 vs finite diff"} <= {
         c.comparison for c in checks
     }
-    bugged = types.SimpleNamespace(
-        loss=linear1d.loss, gradients=lambda p, X, Y: {k: -v for k, v in linear1d.gradients(p, X, Y).items()}
-    )
+    bugged = plant_in_gradients(MODELS["linear1d"], lambda grads, X: {k: -v for k, v in grads.items()})
     assert not all(c.ok for c in check_model(MODELS["linear1d"], points=3, manual_module=bugged))
 
 
@@ -259,5 +255,5 @@ def test_integer_labels_stay_integers() -> None:
     def loss(p: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(X @ p["W"] + p["b"], y)
 
-    for dtype in ("float32", "float64"):
+    for dtype in DTYPES:
         assert check_gradients(grads, loss, params, (X, labels), dtype=dtype).ok

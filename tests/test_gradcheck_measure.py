@@ -13,25 +13,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck_cases as cases
-from gradtwin.parity.gradcheck import check_gradients
+from conftest import DTYPES
 from gradtwin.parity.autograd_scales import autograd_scales
+from gradtwin.parity.gradcheck import check_gradients
 from gradtwin.parity.rounding import tolerance
 
 EXAMPLES = int(os.environ.get("GRADTWIN_EXAMPLES", "150"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny tensors: torch's thread pool only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 SETTINGS = settings(
@@ -115,7 +106,7 @@ def run_bug(case: dict[str, Any], dtype: str) -> bool | None:
     return not check_gradients(bugged, loss, params, data, dtype=dtype).ok
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_no_false_failures(dtype: str) -> None:
     @SETTINGS
     @given(correct_problems)
@@ -125,7 +116,7 @@ def test_no_false_failures(dtype: str) -> None:
     prop()
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_every_planted_bug_caught(dtype: str) -> None:
     @settings(SETTINGS, max_examples=max(EXAMPLES // 2, 20))
     @given(bug_problems)

@@ -64,7 +64,6 @@ class Model:
     task: str = "regression"
     weights: bool = False
     x_ndim: int | None = None  # 1: X is (n,), one feature; 2: X is (n, d); None: either
-    y_ndim: int | None = None  # 1: Y is (n,); None: whatever the Dataset allows
 
     default_lr: float = 0.1
     default_iterations: int = 300
@@ -76,9 +75,8 @@ class Model:
     def check_data(self, data: Dataset) -> None:
         """Refuse data of a shape this model cannot read, before it broadcasts into nonsense."""
         forms = {1: "1-D (n,)", 2: "2-D (n, d)"}
-        for label, arr, ndim in (("X", data.X, self.x_ndim), ("Y", data.Y, self.y_ndim)):
-            if ndim is not None and arr.ndim != ndim:
-                raise DataError(f"{self.name} needs {label} {forms[ndim]}; got shape {arr.shape} from {data.name}")
+        if self.x_ndim is not None and data.X.ndim != self.x_ndim:
+            raise DataError(f"{self.name} needs X {forms[self.x_ndim]}; got shape {data.X.shape} from {data.name}")
         if data.weight is not None and not self.weights:
             takes = ", ".join(m.name for m in MODELS.values() if m.weights)
             raise UsageError(f"sample weights are supported for {takes}; got model {self.name!r}")
@@ -289,7 +287,6 @@ MODELS: dict[str, Model] = {
         default_data=_default_linear1d,
         random_data=_random_linear1d,
         x_ndim=1,
-        y_ndim=1,
     ),
     "linear": Model(
         name="linear",
@@ -302,7 +299,6 @@ MODELS: dict[str, Model] = {
         random_data=_random_linear,
         weights=True,
         x_ndim=2,
-        y_ndim=1,
     ),
     "logistic": Model(
         name="logistic",

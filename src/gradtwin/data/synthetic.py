@@ -8,6 +8,7 @@ from gradtwin import validate
 from gradtwin.data.dataset import Dataset
 from gradtwin.data.prepare import holdout
 from gradtwin.errors import DataError, UsageError
+from gradtwin.manual.softmax import softmax
 
 
 def synthetic_linear1d(n: int = 200, w: float = 3.0, b: float = -2.0, noise: float = 0.5, seed: int = 0) -> Dataset:
@@ -38,8 +39,7 @@ def synthetic_classes(n: int = 500, d: int = 2, k: int = 2, seed: int = 0, scale
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))  # (n, d)
     Z = scale * (X @ rng.standard_normal((d, k)) + rng.standard_normal(k))  # (n, k)
-    P = np.exp(Z - Z.max(axis=1, keepdims=True))  # (n, k)
-    P /= P.sum(axis=1, keepdims=True)
+    P = softmax(Z)  # (n, k)
     Y = (rng.random((n, 1)) > np.cumsum(P, axis=1)).sum(axis=1).astype(np.int64)  # (n,) inverse-CDF draw
     Y = np.minimum(Y, k - 1)  # a cumulative sum that rounds below 1 must not give class k
     return holdout(Dataset(X, Y, name=f"synthetic(n={n}, d={d}, k={k}, seed={seed})", y_name="class"), seed=seed)

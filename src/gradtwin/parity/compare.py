@@ -127,7 +127,7 @@ def worst(checks: list[ParamCheck]) -> list[ParamCheck]:
 def history_max_abs_diff(a: Any, b: Any) -> dict[str, float]:
     """Largest |a - b| of each parameter and of the loss over the iterations both recorded.
 
-    `a` and `b` are `train.History` objects; rows are matched by iteration number, so runs
+    `a` and `b` are `training.History` objects; rows are matched by iteration number, so runs
     that stopped at different iterations are compared over what they share.
     """
     common, ia, ib = np.intersect1d(a.iteration, b.iteration, return_indices=True)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradtwin.parity.finite_diff import fd_step
+
 STEPS = 6
 
 
@@ -50,7 +52,7 @@ def probe(loss: Callable[[dict[str, np.ndarray]], float], params: dict[str, np.n
     p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     x0 = float(p[name][idx])
     mid = loss(p)
-    h0 = (np.finfo(np.float64).eps / 2) ** (1 / 3) * max(1.0, abs(x0))
+    h0 = float(fd_step(x0))
     prev: tuple[float, float] | None = None
     for k in range(STEPS):
         s = h0 / 4**k

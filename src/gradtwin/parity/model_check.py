@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from gradtwin.data import Dataset
+from gradtwin.manual.mlp import forward
 from gradtwin.models import Model
 from gradtwin.parity.compare import ParamCheck
 from gradtwin.parity.finite_diff import fd_step
@@ -43,7 +44,7 @@ def _away_from_relu_kink(params: Params, data: Dataset) -> bool:
     reach must stay clear, so neither a step nor rounding can cross the kink.
     """
     X, W1, b1 = data.X, params["W1"], params["b1"]
-    A = X @ W1 + b1  # (n, h)
+    A = forward(params, X)[0]  # (n, h) the pre-activations
     step_reach = np.max(np.abs(X)[:, :, None] * (2.0 * fd_step(W1))[None], axis=1)  # (n, h)
     step_reach = np.maximum(step_reach, 2.0 * fd_step(b1))  # (n, h)
     terms = data.n + X.shape[1] + W1.shape[1] + 2 * params["W2"].shape[1]

@@ -1,4 +1,4 @@
-"""The linear models' loss and gradients in one pass over X, into buffers allocated once (NumPy).
+"""The linear model's loss and gradients in one pass over X, into buffers allocated once (NumPy).
 
 The derivation of `manual.linear.gradients`, rearranged for speed: X is walked in row blocks
 small enough to stay in cache, and each block's residual r = X_blk @ w + b - Y_blk serves the
