@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, settings
 # array-API mode; SciPy reads this when it is first imported, so it is set before anything can.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from gradtwin.data import Dataset  # noqa: E402
-from gradtwin.models import MODELS, Model  # noqa: E402
-from gradtwin.parity.compare import ParamCheck  # noqa: E402
-from gradtwin.parity.model_check import check_point  # noqa: E402
+from gradtwin.data import Dataset
+from gradtwin.models import MODELS, Model
+from gradtwin.parity.compare import ParamCheck
+from gradtwin.parity.model_check import check_point
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
