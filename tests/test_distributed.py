@@ -7,14 +7,20 @@ or mini-batch, on uneven shards (30% / 70% of the rows). Two comparisons, both d
   process's within 2 * gamma(K + ops) * sum|terms|, ops counting the all-reduce's extra
   roundings (`distributed.extra_roundings`); the bound holds for any summation order, so
   a sum split into two partial sums is covered;
-- free runs (models with a constant Hessian): the whole histories agree within the drift
-  bound of `trajectory.drift_tolerance`.
+- free runs, every model: the whole histories agree within the drift bound of
+  `parity.drift.drift_tolerance` (rho from the Hessian where it is constant, else 1).
+The processes are started by `gradtwin.training.launch` (PyTorch's elastic agent), each running
+tests/distributed_cases.py; the launcher's own failure paths and the CLI's `--nproc` are tested too.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import pickle
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,72 +28,52 @@ import numpy as np
 import pytest
 import torch
 
-from gradtwin.training import distributed
+from conftest import DEVICES
+from distributed_cases import CASES, ITERATIONS, WEIGHTS, WORLD, command, problem, steps
 from gradtwin.cli import main
-from gradtwin.training.factory import make_engine
+from gradtwin.data import synthetic_linear1d
+from gradtwin.errors import UsageError
 from gradtwin.models import MODELS
-from gradtwin.parity.rounding import ROUNDING_OPS
 from gradtwin.parity.compare import compare
-from gradtwin.training.loop import _batches, train
 from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
+from gradtwin.parity.rounding import ROUNDING_OPS
+from gradtwin.training import distributed
+from gradtwin.training.factory import make_engine
+from gradtwin.training.launch import launch
+from gradtwin.training.loop import train
 
-WORLD = 2
-WEIGHTS = (0.3, 0.7)  # uneven shards
-ITERATIONS = 12
-BATCH = 64
 OPS = ROUNDING_OPS + distributed.extra_roundings(WORLD)
-CASES = [(m, e, b) for m in MODELS for e in ("manual", "autograd") for b in (None, BATCH)]
-
-
-def _problem(model_name: str) -> tuple[Any, float, dict[str, np.ndarray]]:
-    model = MODELS[model_name]
-    data = model.default_data()
-    stable = model.stable_lr(data.X)
-    lr = 0.5 * stable if stable is not None and np.isfinite(stable) else 0.1
-    return data, lr, model.init_params(data, seed=1)
+LIMIT = 240  # seconds: no launch here may hang CI
+EXACT = "--nproc runs the manual or autograd engine; the exact engine runs in one process"
+TOO_MANY = "nproc 3 exceeds the 2 data rows; every process needs at least one row"
 
 
 def _single(case: tuple[str, str, int | None]) -> Any:
     name, engine, batch = case
-    data, lr, init = _problem(name)
+    data, lr, init = problem(name)
     eng = make_engine(engine, MODELS[name])
     return train(eng, data, lr, ITERATIONS, init=init, batch_size=batch, batch_seed=3)
 
 
-def _steps(n: int, batch: int | None) -> list[np.ndarray | None]:
-    batches = _batches(n, batch, 3)
-    return [None if batches is None else next(batches) for _ in range(ITERATIONS)]
+def _pids(out: Path, world: int) -> list[int]:
+    return [int(Path(out, f"pid{r}").read_text()) for r in range(world)]
 
 
-def _worker(out: str, histories: dict[Any, Any]) -> int:
-    """One process: every case's distributed run, and its gradients at the single run's points."""
-    distributed.setup("cpu")
-    rank = distributed.rank()
-    results = {}
-    for case in CASES:
-        name, engine, batch = case
-        data, lr, init = _problem(name)
-        shard = distributed.shard(data, rank, WORLD, WEIGHTS)
-        eng = distributed.DistributedEngine(make_engine(engine, MODELS[name]), shard)
-        run = train(eng, shard, lr, ITERATIONS, init=init, batch_size=batch, batch_seed=3)
-        X, Y = eng.asarray(shard.X), eng.asarray(shard.Y)
-        forced = []
-        for t, rows in enumerate(_steps(data.n, batch)):
-            params = eng.params({k: v[t] for k, v in histories[case].items()})
-            Xb, Yb = (X, Y) if rows is None else (eng.take(X, rows), eng.take(Y, rows))
-            loss, grads = eng.loss_and_gradients(params, Xb, Yb)
-            forced.append((float(loss), {k: eng.to_numpy(g) for k, g in grads.items()}))
-        results[case] = {"history": run.history, "params": run.params, "forced": forced}
-    Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(results))
-    return 0
+def _stopped(pid: int) -> bool:
+    """The process is gone (reaped by the launcher), not merely still running somewhere."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     single = {case: _single(case) for case in CASES}
     out = tmp_path_factory.mktemp("distributed")
-    histories = {case: single[case].history.params for case in CASES}
-    assert distributed.spawn(WORLD, _worker, str(out), histories, limit=240) == 0
+    Path(out, "histories.pkl").write_bytes(pickle.dumps({case: single[case].history.params for case in CASES}))
+    assert launch(WORLD, command("train", out), limit=LIMIT) == 0
     ranks = [pickle.loads(Path(out, f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
     return {"single": single, "ranks": ranks}
 
@@ -115,12 +101,11 @@ def test_shard_missing_classes_keeps_the_whole_models_shapes() -> None:
 def test_distributed_equals_single_step_by_step(runs: dict[str, Any], case: tuple[str, str, int | None]) -> None:
     name, _, batch = case
     model = MODELS[name]
-    data, _lr, _ = _problem(name)
+    data, _lr, _ = problem(name)
     single = runs["single"][case]
-    steps = _steps(data.n, batch)
     eng = make_engine(case[1], model)
     worst: dict[str, float] = {}
-    for t, rows in enumerate(steps):
+    for t, rows in enumerate(steps(data.n, batch)):
         p_t = {k: v[t] for k, v in single.history.params.items()}
         Xb, Yb = (data.X, data.Y) if rows is None else (data.X[rows], data.Y[rows])
         loss, grads = eng.loss_and_gradients(eng.params(p_t), eng.asarray(Xb), eng.asarray(Yb))
@@ -144,10 +129,8 @@ def test_distributed_history_equals_single(runs: dict[str, Any], case: tuple[str
         np.testing.assert_array_equal(dist_run[0]["params"][k], dist_run[1]["params"][k])
     h_dist = dist_run[0]["history"]
     np.testing.assert_array_equal(h_dist.iteration, single.history.iteration)
-    if getattr(model.manual, "hessian", None) is None:
-        pytest.skip(f"{name} has no constant Hessian: compared step by step only")
-    data, lr, _ = _problem(name)
-    bound = drift_tolerance(model, single.history.params, data.X, data.Y, np.float64, lr, _steps(data.n, batch), OPS)
+    data, lr, _ = problem(name)
+    bound = drift_tolerance(model, single.history.params, data.X, data.Y, np.float64, lr, steps(data.n, batch), OPS)
     for k, values in single.history.params.items():
         diff = np.abs(h_dist.params[k] - values).reshape(len(bound), -1).max(axis=1)
         assert np.all(diff <= bound), f"{k}: worst step {int(np.argmax(diff / bound))}, diff {diff.max():.3g}"
@@ -155,77 +138,106 @@ def test_distributed_history_equals_single(runs: dict[str, Any], case: tuple[str
         print(f"{name} {case[1]} {'mini' if batch else 'full'}-batch {k}: max abs diff {diff.max():.3g}, rel {rel:.3g}")
 
 
-def test_cli_nproc_matches_one_process(capfd: pytest.CaptureFixture[str]) -> None:
-    """`gradtwin train --nproc 2` (spawned processes, even shards) ends where one process does."""
-    import json
+def test_shard_refuses_a_process_without_rows_in_every_process() -> None:
+    """Under torchrun (no launcher of ours to refuse up front) every process raises the same one-line error."""
+    data = synthetic_linear1d(n=2, seed=0)
+    for rank in range(3):
+        with pytest.raises(UsageError) as raised:
+            distributed.shard(data, rank, 3)
+        assert str(raised.value) == TOO_MANY
+    for rank in range(2):
+        with pytest.raises(UsageError, match="leave process 0 none of the 3 data rows"):
+            distributed.shard(synthetic_linear1d(n=3, seed=0), rank, 2, (0.0, 1.0))
+    assert [distributed.shard(data, r, 2).X.shape[0] for r in range(2)] == [1, 1]  # one row each is enough
 
+
+def test_cli_nproc_matches_one_process(capfd: pytest.CaptureFixture[str]) -> None:
+    """`gradtwin train --nproc 2` (launched processes, even shards) ends where one process does."""
     model = MODELS["linear1d"]
     data = model.default_data()
     single = train(make_engine("autograd", model), data, 0.1, 20)
     assert main(["train", "--iterations", "20", "--json", "--nproc", "2", "--engine", "autograd"]) == 0
-    two = json.loads(capfd.readouterr().out)
+    captured = capfd.readouterr()
+    two = json.loads(captured.out)
+    assert captured.err == ""  # no log lines of the launcher's
     assert two["iterations"] == 20 and two["stop_reason"] == "iterations"
     bound = drift_tolerance(model, single.history.params, data.X, data.Y, np.float64, 0.1, [None] * 20, OPS)
     for k, v in single.params.items():
         assert abs(two["params"][k] - float(v)) <= bound[-1], (k, two["params"][k], float(v), bound[-1])
 
 
-def _misbehave(how: str) -> int:
-    """A worker for the launcher's own tests: rank 0 behaves as `how` says, rank 1 waits."""
-    import os
-    import time
-
-    if os.environ["RANK"] == "0":
-        if how == "raise":
-            raise ValueError("boom in rank 0")
-        if how == "exit 3":
-            return 3
-        if how == "hang":
-            time.sleep(600)
-        return 0
-    time.sleep(600)  # a process that would wait for a collective forever
-    return 0
+def test_cli_refuses_more_processes_than_rows_before_starting_any(capfd: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--json", "--data", "synthetic", "--n", "2", "--iterations", "20", "--nproc", "3"]
+    started = time.monotonic()
+    assert main(args) == 2
+    assert time.monotonic() - started < 20  # refused here, no processes started
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"gradtwin: {TOO_MANY}\n"
 
 
-def test_spawn_reports_a_raising_process_and_stops_the_other(capfd: pytest.CaptureFixture[str]) -> None:
-    assert distributed.spawn(2, _misbehave, "raise", grace=1.0, limit=120) == 1
-    assert "ValueError: boom in rank 0" in capfd.readouterr().err
+def test_cli_refuses_the_exact_engine_on_several_processes(capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--engine", "exact", "--nproc", "2", "--iterations", "20"]) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"gradtwin: {EXACT}\n"
 
 
-def test_spawn_passes_on_an_exit_code_and_times_out_with_124() -> None:
-    assert distributed.spawn(2, _misbehave, "exit 3", grace=1.0, limit=120) == 3
-    assert distributed.spawn(1, _misbehave, "hang", limit=3.0) == 124
+def test_cli_under_torchrun_refuses_more_processes_than_rows_without_tracebacks(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """As under torchrun: the processes are started (RANK, WORLD_SIZE... set), each refuses, process 0 says so."""
+    args = ["train", "--json", "--data", "synthetic", "--n", "2", "--iterations", "20"]
+    assert launch(3, [sys.executable, "-m", "gradtwin", *args], limit=LIMIT) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"gradtwin: {TOO_MANY}\n"
 
 
-def _cuda_worker(out: str, world: int) -> int:
-    """One NCCL process on its own GPU: linear1d, both twins, full batch, uneven shards."""
-    device = distributed.setup("cuda")
-    rank = distributed.rank()
+def test_cli_nproc_divergence_is_one_line_and_exit_3(capfd: pytest.CaptureFixture[str]) -> None:
+    """Every process diverges at the same step; process 0 reports it, once, and the run's exit code is 3."""
+    assert main(["train", "--nproc", "2", "--lr", "100", "--iterations", "20"]) == 3
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradtwin: manual: diverged at iteration"), lines
+
+
+def test_launch_reports_a_raising_process_and_stops_the_other(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    assert launch(2, command("raise", tmp_path), grace=1.0, limit=120) == 1
+    assert time.monotonic() - started < 100  # the other process (asleep for 600 s) was stopped, not waited for
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "ValueError: boom in rank 0" in err
+    assert all(_stopped(pid) for pid in _pids(tmp_path, 2))
+
+
+def test_launch_passes_on_an_exit_code_and_times_out_with_124(tmp_path: Path) -> None:
+    exit3, hang = tmp_path / "exit3", tmp_path / "hang"
+    exit3.mkdir()
+    hang.mkdir()
+    assert launch(2, command("exit3", exit3), grace=1.0, limit=120) == 3
+    assert all(_stopped(pid) for pid in _pids(exit3, 2))
+    started = time.monotonic()
+    assert launch(1, command("hang", hang), limit=3.0) == 124
+    assert time.monotonic() - started < 60  # stopped at the limit, not after its 600 s
+    assert all(_stopped(pid) for pid in _pids(hang, 1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_data_parallel_on_each_device_equals_single_cpu_process(tmp_path: Path, device: str) -> None:
+    """gloo on 2 cpu processes; NCCL on min(2, GPUs) processes, one GPU each: equal to one cpu
+    process within the drift bound."""
+    world = WORLD if device == "cpu" else min(2, torch.cuda.device_count())
+    assert launch(world, command(f"device:{device}", tmp_path), limit=LIMIT) == 0
     model = MODELS["linear1d"]
-    data, lr, init = _problem("linear1d")
-    shard = distributed.shard(data, rank, world, WEIGHTS[:world] if world == 2 else None)
-    results = {}
-    for engine in ("manual", "autograd"):
-        eng = distributed.DistributedEngine(make_engine(engine, model, "float64", device), shard)
-        results[engine] = train(eng, shard, lr, ITERATIONS, init=init).history
-    Path(out, f"cuda{rank}.pkl").write_bytes(pickle.dumps(results))
-    return 0
-
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_nccl_data_parallel_equals_single_cpu_process(tmp_path: Path) -> None:
-    """NCCL on min(2, GPUs) processes, one GPU each, equals one cpu process within the drift bound."""
-    world = min(2, torch.cuda.device_count())
-    assert distributed.spawn(world, _cuda_worker, str(tmp_path), world, limit=240) == 0
-    model = MODELS["linear1d"]
-    data, lr, init = _problem("linear1d")
+    data, lr, init = problem("linear1d")
     ops = ROUNDING_OPS + distributed.extra_roundings(world)
     for engine in ("manual", "autograd"):
         single = train(make_engine(engine, model), data, lr, ITERATIONS, init=init).history
-        got = pickle.loads(Path(tmp_path, "cuda0.pkl").read_bytes())[engine]
+        got = pickle.loads(Path(tmp_path, "device0.pkl").read_bytes())[engine]
         bound = drift_tolerance(model, single.params, data.X, data.Y, np.float64, lr, [None] * ITERATIONS, ops)
         for k, values in single.params.items():
             diff = np.abs(got.params[k] - values)
             assert np.all(diff <= bound), f"{engine} {k}: max diff {diff.max():.3g}"
-            print(f"nccl x{world} {engine} {k}: max abs diff vs cpu single process {diff.max():.3g}")
+            print(f"{device} x{world} {engine} {k}: max abs diff vs cpu single process {diff.max():.3g}")

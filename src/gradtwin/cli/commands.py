@@ -38,6 +38,9 @@ from gradtwin.training.exact import sweep
 from gradtwin.training.metrics import accuracy
 
 
+EXACT_IN_ONE_PROCESS = "--nproc runs the manual or autograd engine; the exact engine runs in one process"
+
+
 def preflight(args: argparse.Namespace, outputs: Sequence[str | None] = ()) -> None:
     """Refuse a device or an output path that cannot work before any data is read or trained on."""
     resolve_device(args.device, args.dtype)
@@ -87,7 +90,8 @@ def _run(
     engine: Engine | ExactEngine = make_engine(engine_name, model, args.dtype, distributed.setup(args.device), array)
     rows: Dataset = data
     if distributed.world_size() > 1:
-        assert isinstance(engine, Engine), "the exact engine is refused before processes start"
+        if not isinstance(engine, Engine):
+            raise UsageError(EXACT_IN_ONE_PROCESS)
         rows = distributed.shard(data, distributed.rank(), distributed.world_size())
         engine = distributed.DistributedEngine(engine, rows)
     result = train(
@@ -113,21 +117,32 @@ def _run(
 
 
 def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
-    """With --nproc N > 1 outside torchrun: start N processes running this command, else None."""
+    """With --nproc N > 1 outside torchrun: run this command in N processes, return the exit code; else None.
+
+    Everything that would fail the same way in every process is checked here first, so that
+    it is one line, not one per process: the options, the data, the device, the output files,
+    and a process for every row at least. The processes are fresh interpreters started by
+    PyTorch's launcher (`gradtwin.training.launch`), on 127.0.0.1 only.
+    """
     if args.nproc < 1:
         raise UsageError(f"nproc must be an integer >= 1; got {args.nproc}")
     if args.nproc == 1 or "WORLD_SIZE" in os.environ:
         return None
+    if getattr(args, "engine", None) == "exact":
+        raise UsageError(EXACT_IN_ONE_PROCESS)
     model = _model(args)
-    load_data(args, model)  # a data error is reported once, here, not by every process
+    data = load_data(args, model)  # a data error is reported once, here, not by every process
+    distributed.check_rows(data.n, args.nproc)
     device = resolve_device(args.device, args.dtype)
     if device.type == "cuda" and args.nproc > torch.cuda.device_count():
         raise UsageError(f"nproc {args.nproc} on cuda needs one GPU per process; {torch.cuda.device_count()} here")
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"--nproc runs on cpu (gloo) or cuda (NCCL); got device {str(device)!r}")
-    from gradtwin.cli import main
+    preflight(args, [getattr(args, "history", None), getattr(args, "plot", None)])
+    from gradtwin.training.launch import launch
 
-    return distributed.spawn(args.nproc, main, list(sys.argv[1:] if argv is None else argv))
+    command = list(sys.argv[1:] if argv is None else argv)
+    return launch(args.nproc, [sys.executable, "-m", "gradtwin", *command])
 
 
 def _progress(total: int, label: str) -> tuple[Callable[[int], None], Any]:

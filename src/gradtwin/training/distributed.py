@@ -14,8 +14,10 @@ With sample weights, n_r is the sum of process r's weights and mean_r its weight
 Mini-batches: every process draws the same global batch (the training loop's seeded
 permutation of all n rows) and keeps the rows of it that it holds, so the global batch is
 split across processes exactly as the data is, and a step equals the single-process step.
-A process holding none of a batch's rows adds zeros. `DistributedEngine` wraps any engine
+A process holding none of a batch's rows adds zeros. Every process holds at least one row
+of the data (`shard` refuses more processes than rows). `DistributedEngine` wraps any engine
 (either twin), so the one training loop runs unchanged; `Shard` is the data it is given.
+Processes are started by `gradtwin.training.launch` (PyTorch's elastic agent) or torchrun.
 
 Rounding: the sums in float64 of n_r * mean_r over W processes, the product by n_r and the
 division by n add at most W + 1 roundings to each term's path; `extra_roundings` says so,
@@ -28,13 +30,11 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
-import socket
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -46,7 +46,6 @@ from gradtwin.errors import UsageError
 from gradtwin.training.engines import Engine
 
 TIMEOUT = datetime.timedelta(seconds=300)
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def extra_roundings(world: int) -> int:
@@ -92,9 +91,32 @@ class Shard(Dataset):
         return self.total
 
 
+class TooFewRows(UsageError):
+    """A process would hold no rows. Every process raises it alike, so process 0 alone reports it."""
+
+
+def check_rows(n: int, world: int) -> None:
+    """Refuse more processes than data rows: every process needs at least one row (TooFewRows)."""
+    if world > n:
+        raise TooFewRows(f"nproc {world} exceeds the {n} data rows; every process needs at least one row")
+
+
 def shard(data: Dataset, rank: int, world: int, weights: Sequence[float] | None = None) -> Shard:
-    """Process `rank`'s contiguous shard of `data` (see `split_rows`)."""
-    start, stop = split_rows(data.n, world, weights)[rank]
+    """Process `rank`'s contiguous shard of `data` (see `split_rows`).
+
+    Every shard must hold at least one row: a run with more processes than rows, or with
+    `weights` that leave a process none, is refused with the same UsageError in every
+    process (each computes all the shards' bounds), so no process is left waiting.
+    """
+    check_rows(data.n, world)
+    bounds = split_rows(data.n, world, weights)
+    empty = [r for r, (a, b) in enumerate(bounds) if a == b]
+    if empty:
+        raise TooFewRows(
+            f"shard weights {list(weights or [])} leave process {empty[0]} none of the {data.n} data rows; "
+            "every process needs at least one row"
+        )
+    start, stop = bounds[rank]
     labels = np.issubdtype(data.Y.dtype, np.integer) and data.n > 0
     return Shard(
         data.X[start:stop],
@@ -123,6 +145,7 @@ class DistributedEngine(Engine):
         self.name = inner.name
         self.use_torch = inner.use_torch
         self.group = group
+        check_rows(data.total, dist.get_world_size(group))  # the same in every process, as `shard` checks
         self.start, self.stop = data.offset, data.offset + int(data.X.shape[0])
         nccl = dist.get_backend(group) == "nccl"
         self.comm_device = inner.device if nccl else torch.device("cpu")
@@ -233,84 +256,12 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback interface now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def run_worker(fn: Callable[..., Any], *args: Any) -> NoReturn:
+    """Run fn(*args) as this worker process's whole work, then end the process with its exit code.
 
-
-def spawn(nproc: int, fn: Callable[..., Any], *args: Any, grace: float = 10.0, limit: float | None = None) -> int:
-    """Run fn(*args) in `nproc` fresh processes that form a group on 127.0.0.1.
-
-    Each process finds RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in its
-    environment, as under torchrun, so `setup` joins the group. Returns 0, or the exit code
-    of the first process that failed. Once one has failed the others get `grace` seconds
-    to finish (they usually stop for the same reason) before they are stopped, so that
-    none waits for a collective that can never complete. With `limit` (seconds), processes
-    still running then are stopped and the result is 124, as `timeout` reports.
+    fn's result (or SystemExit's code) is the exit code: None and 0 are success. An
+    exception is printed with its traceback and gives exit status 1. See `leave`.
     """
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise UsageError(f"nproc must be an integer >= 1; got {nproc!r}")
-    import multiprocessing.connection
-
-    import torch.multiprocessing as mp
-
-    # As torchrun does: the processes share the cores, so each gets its share of threads for
-    # torch and the BLAS (unless the caller chose). Threads that outnumber the cores spin
-    # against each other and can make a run ten times slower.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = str(max(1, cores // nproc))
-    added = {k: threads for k in THREAD_VARIABLES if k not in os.environ}
-    os.environ.update(added)  # the spawned processes inherit the environment as it is now
-    try:
-        context = mp.start_processes(
-            _worker, args=(nproc, free_port(), fn, args), nprocs=nproc, join=False, start_method="spawn"
-        )
-    finally:
-        for k in added:
-            del os.environ[k]
-    assert context is not None
-    processes = context.processes
-    first_failure = 0
-    deadline = None if limit is None else time.monotonic() + limit
-    while running := [p for p in processes if p.exitcode is None]:
-        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        ready = multiprocessing.connection.wait([p.sentinel for p in running], timeout)
-        for p in running:
-            if p.sentinel in ready:
-                p.join()  # its sentinel closed: it is exiting, reap it (no busy loop meanwhile)
-                if p.exitcode != 0 and first_failure == 0:
-                    first_failure = p.exitcode if p.exitcode is not None and p.exitcode > 0 else 1
-                    deadline = time.monotonic() + grace
-        if deadline is not None and time.monotonic() >= deadline:
-            first_failure = first_failure or 124
-            for p in processes:
-                if p.exitcode is None:
-                    p.terminate()
-            for p in processes:
-                p.join()
-    return first_failure
-
-
-def _worker(rank: int, nproc: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    """Run fn(*args) as process `rank`, then leave with `os._exit`, skipping interpreter teardown.
-
-    After a run that imported torch, scikit-learn and SciPy, the interpreter's teardown (a
-    full garbage collection of every module's objects, after the exit handlers) took 3 s
-    to 20 s on a loaded two-core machine, and in 4 spawns of about 50 it held processes
-    whose work and process group were done until the 150 s to 240 s limit stopped them.
-    The exit handlers still run and output is flushed, so ending at once loses nothing. An
-    exception is printed with its traceback and gives exit status 1.
-    """
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(nproc),
-        LOCAL_WORLD_SIZE=str(nproc),
-    )
     code = 1
     try:
         code = _exit_code(fn(*args))
@@ -319,15 +270,29 @@ def _worker(rank: int, nproc: int, port: int, fn: Callable[..., Any], args: tupl
     except BaseException:
         traceback.print_exc()
     finally:
+        leave(code)
+
+
+def leave(code: int) -> NoReturn:
+    """End this process now with exit status `code`, skipping the interpreter's teardown.
+
+    The teardown (a full garbage collection after torch, scikit-learn and SciPy) can hold a
+    finished process for seconds to minutes on a loaded machine; the exit handlers still run
+    and output is flushed, so nothing is lost. The process group is destroyed after a success
+    only: after a failure another process may be stuck in a collective that would never end.
+    """
+    try:
+        if code == 0 and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    finally:
         try:
-            if dist.is_initialized():
-                dist.destroy_process_group()
-        finally:
-            # The exit handlers still run (multiprocessing's among them, which releases the
-            # semaphores this process created); only the garbage collection is skipped.
             atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):  # closed, or a broken pipe: nothing left to say
+                    pass
             os._exit(code)
 
 
