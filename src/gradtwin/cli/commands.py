@@ -37,7 +37,6 @@ from gradtwin.training import TWINS, Engine, ExactEngine, TrainResult, distribut
 from gradtwin.training.exact import sweep
 from gradtwin.training.metrics import accuracy
 
-
 EXACT_IN_ONE_PROCESS = "--nproc runs the manual or autograd engine; the exact engine runs in one process"
 
 
