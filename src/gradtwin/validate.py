@@ -45,7 +45,7 @@ def whole(
         return None
     if not is_whole(value, minimum):
         expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
-        if allow_none and owner is not None:
+        if allow_none and owner is not None:  # an estimator's parameter: None is its default, named first
             expected = f"None or an integer >= {minimum}"
         raise _fail(name, expected, value, owner, needs)
     return value

@@ -8,6 +8,7 @@ can be compared step by step.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,7 +73,7 @@ def _weighted(weight: Any) -> dict[str, Any]:
     return {} if weight is None else {"weight": weight}
 
 
-class Engine:
+class Engine(ABC):
     """What every twin's engine shares: dtype, device and conversions between NumPy and the backend."""
 
     name = "engine"
@@ -106,14 +107,17 @@ class Engine:
         """Fresh backend copies of `params`, cast to this engine's dtype."""
         return {name: self.asarray(np.array(p, dtype=np.float64)) for name, p in params.items()}
 
+    @abstractmethod
     def loss(self, params: Arrays, X: Any, Y: Any, weight: Any = None) -> Any:
-        raise NotImplementedError  # each twin says how it evaluates
+        """The loss at `params` on X, Y (and the weights), a backend scalar."""
 
+    @abstractmethod
     def loss_and_gradients(self, params: Arrays, X: Any, Y: Any, weight: Any = None) -> tuple[Any, Arrays]:
-        raise NotImplementedError  # each twin says how it differentiates
+        """The loss and each parameter's gradient at `params`: how this twin differentiates."""
 
+    @abstractmethod
     def predict(self, params: Arrays, X: Any) -> Any:
-        raise NotImplementedError  # the twin's own predictions (class labels for classifiers)
+        """The twin's own predictions (class labels for classifiers)."""
 
     def bind(self, params: Arrays, X: Any, Y: Any, weight: Any = None) -> Gradients:
         """The fastest way this engine has to get the full batch's loss and gradients at `params`."""
