@@ -243,7 +243,18 @@ def setup(device: str) -> str:
     if not dist.is_initialized():
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
+        atexit.register(_destroy_group)
     return device
+
+
+def _destroy_group() -> None:
+    """At exit: end the process group, so that its threads stop before the interpreter's teardown.
+
+    A script that leaves with the group alive can be aborted in teardown ("terminate called
+    without an active exception", exit 134) while gloo's threads still run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
@@ -278,12 +289,13 @@ def leave(code: int) -> NoReturn:
 
     The teardown (a full garbage collection after torch, scikit-learn and SciPy) can hold a
     finished process for seconds to minutes on a loaded machine; the exit handlers still run
-    and output is flushed, so nothing is lost. The process group is destroyed after a success
-    only: after a failure another process may be stuck in a collective that would never end.
+    and output is flushed, so nothing is lost. The process group is destroyed (by the exit
+    handler `setup` registers) after a success only: after a failure another process may be
+    stuck in a collective that would never end.
     """
     try:
-        if code == 0 and dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        if code != 0:  # `setup` ends the group at exit; not after a failure (see above)
+            atexit.unregister(_destroy_group)
     finally:
         try:
             atexit._run_exitfuncs()
