@@ -17,7 +17,7 @@ import numpy as np
 
 BLOCK_BYTES = 1 << 20  # at most 1 MiB of X per block: it stays in cache between its two products
 # OpenBLAS splits a product over threads above ~10,000 rows, which on a busy machine costs
-# more than the work; blocks stay below that (measurements in comparisons/BENCH.md).
+# more than the work; blocks stay below that (measured: comparisons/README.md).
 MAX_ROWS = 8192
 
 
