@@ -3,7 +3,7 @@
 Labels are integers 0..k-1. The cross-entropy of one sample is log-sum-exp of its logits
 minus the logit of its class; log-sum-exp subtracts the row's largest logit before exp, so
 logits of 1e4 give a finite loss instead of exp(1e4) = inf. The cross-entropy head
-(`cross_entropy`, `cross_entropy_gradient`, `head_scales`) is shared with the mlp.
+(`cross_entropy`, `cross_entropy_gradient`) is shared with the mlp.
 
 With `weight` (v (n,), >= 0, not all 0) the mean over samples becomes the weighted mean
 sum_i v_i l_i / sum_i v_i: an integer weight counts a sample that many times, zero drops it.
