@@ -123,8 +123,7 @@ def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
     and a process for every row at least. The processes are fresh interpreters started by
     PyTorch's launcher (`gradtwin.training.launch`), on 127.0.0.1 only.
     """
-    if args.nproc < 1:
-        raise UsageError(f"nproc must be an integer >= 1; got {args.nproc}")
+    validate.whole(args.nproc, "nproc")
     if args.nproc == 1 or "WORLD_SIZE" in os.environ:
         return None
     if getattr(args, "engine", None) == "exact":
