@@ -13,16 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import gradcheck_cases as cases
 from conftest import DTYPES
 from gradtwin.parity.autograd_scales import autograd_scales
-from gradtwin.parity.gradcheck import check_gradients
+from gradtwin.parity.gradcheck import autograd_gradients, check_gradients
 from gradtwin.parity.rounding import tolerance
+from gradtwin.parity.sketch import sketch_scales
 
 EXAMPLES = int(os.environ.get("GRADTWIN_EXAMPLES", "150"))
+METHODS = ("exhaustive", "sampled")  # every drawn case is small: "auto" would pick exhaustive
 
 
 SETTINGS = settings(
@@ -56,11 +59,11 @@ bug_problems = st.fixed_dictionaries(
 )
 
 
-def run_correct(case: dict[str, Any], dtype: str) -> bool:
+def run_correct(case: dict[str, Any], dtype: str, method: str = "auto") -> bool:
     """True when the checker passes a correct hand gradient (as it must); False is a false failure."""
     model = cases.MODELS[case["model"]]
     params, data = cases.problem(**{k: v for k, v in case.items() if k != "model"}, model=case["model"])
-    return check_gradients(model.grad, model.loss, params, data, dtype=dtype).ok
+    return check_gradients(model.grad, model.loss, params, data, dtype=dtype, method=method).ok
 
 
 def planted(case: dict[str, Any]) -> tuple[Any, Any, dict[str, np.ndarray], Any] | None:
@@ -80,12 +83,13 @@ def planted(case: dict[str, Any]) -> tuple[Any, Any, dict[str, np.ndarray], Any]
     return cases.scaled(model.grad, factor), model.loss, params, data
 
 
-def run_bug(case: dict[str, Any], dtype: str) -> bool | None:
+def run_bug(case: dict[str, Any], dtype: str, method: str = "auto") -> bool | None:
     """True when the checker catches the planted bug; None when no checker could.
 
     None: the bug does not apply to the model (no matrix to transpose), or it moves no element
     of the gradient by more than 2 * gamma_dtype(K) * S, the rounding of a correct computation
-    (a factor 2 on a gradient that is itself rounding noise).
+    (a factor 2 on a gradient that is itself rounding noise); S is the method's own: the
+    Jacobian's for the exhaustive method, the Cauchy sketch's for the sampled one.
     """
     made = planted(case)
     if made is None:
@@ -95,6 +99,11 @@ def run_bug(case: dict[str, Any], dtype: str) -> bool | None:
     wrong = bugged(params, *data)
     K = sum(np.size(x) for x in data) + sum(np.size(v) for v in params.values())
     scale, _ = autograd_scales(loss, params, data, K)
+    if method == "sampled":
+        g0 = autograd_gradients(loss, params, data, "float64", torch.device("cpu"))[1]
+        sketch = sketch_scales(lambda p, d: autograd_gradients(loss, p, d, "float64", torch.device("cpu"))[1],
+                               params, data, g0)  # fmt: skip
+        scale = {k: np.maximum(sketch[k], np.abs(g0[k])) for k in scale}
     visible = False
     for k in true:
         if np.shape(wrong[k]) != np.shape(true[k]):
@@ -103,25 +112,27 @@ def run_bug(case: dict[str, Any], dtype: str) -> bool | None:
         visible |= bool(np.any(np.abs(np.asarray(wrong[k]) - true[k]) > 2 * tolerance(dtype, K, scale[k])))
     if not visible:
         return None
-    return not check_gradients(bugged, loss, params, data, dtype=dtype).ok
+    return not check_gradients(bugged, loss, params, data, dtype=dtype, method=method).ok
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_no_false_failures(dtype: str) -> None:
+def test_no_false_failures(dtype: str, method: str) -> None:
     @SETTINGS
     @given(correct_problems)
     def prop(case: dict[str, Any]) -> None:
-        assert run_correct(case, dtype), f"false failure on {case}"
+        assert run_correct(case, dtype, method), f"false failure on {case}"
 
     prop()
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_planted_bug_caught(dtype: str) -> None:
+def test_every_planted_bug_caught(dtype: str, method: str) -> None:
     @settings(SETTINGS, max_examples=max(EXAMPLES // 2, 20))
     @given(bug_problems)
     def prop(case: dict[str, Any]) -> None:
-        caught = run_bug(case, dtype)
+        caught = run_bug(case, dtype, method)
         assume(caught is not None)
         assert caught, f"missed planted bug {case}"
 

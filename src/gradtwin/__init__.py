@@ -4,6 +4,7 @@ from gradtwin.data import Dataset, load_csv, load_diabetes_bmi, standardize, syn
 from gradtwin.errors import DataError, DivergedError, GradtwinError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
 from gradtwin.models import MODELS, get_model
+from gradtwin.parity.function_check import FunctionReport, assert_function_matches, check_function
 from gradtwin.parity.gradcheck import GradientReport, ParamReport, assert_gradients_match, check_gradients
 from gradtwin.parity.model_check import check_model, check_point
 from gradtwin.training import AutogradEngine, History, ManualEngine, TrainResult, distributed, make_engine, train
@@ -14,6 +15,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "DivergedError",
+    "FunctionReport",
     "GradientDescentClassifier",
     "GradientDescentRegressor",
     "GradientReport",
@@ -23,7 +25,9 @@ __all__ = [
     "ParamReport",
     "TrainResult",
     "UsageError",
+    "assert_function_matches",
     "assert_gradients_match",
+    "check_function",
     "check_gradients",
     "check_model",
     "check_point",

@@ -10,23 +10,30 @@ import torch
 from gradtwin.errors import UsageError
 
 DTYPES = {"float32": (np.float32, torch.float32), "float64": (np.float64, torch.float64)}
+# The gradient checker also runs in half precision; training does not. NumPy has no bfloat16.
+HALF = {"float16": (np.float16, torch.float16), "bfloat16": (None, torch.bfloat16)}
+CHECK_DTYPES = {**DTYPES, **HALF}
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
 
 
-def numpy_dtype(dtype: str) -> type[np.floating]:
-    """The NumPy dtype for 'float32' or 'float64'."""
-    return DTYPES[check_dtype(dtype)][0]  # type: ignore[return-value]
+def numpy_dtype(dtype: str, half: bool = False) -> type[np.floating]:
+    """The NumPy dtype for 'float32' or 'float64' (with `half`, 'float16'; bfloat16 has none)."""
+    found = CHECK_DTYPES[check_dtype(dtype, half)][0]
+    if found is None:
+        raise UsageError(f"dtype {dtype!r} has no NumPy type: pass the hand gradients as torch tensors")
+    return found  # type: ignore[return-value]
 
 
-def torch_dtype(dtype: str) -> torch.dtype:
-    """The torch dtype for 'float32' or 'float64'."""
-    return DTYPES[check_dtype(dtype)][1]
+def torch_dtype(dtype: str, half: bool = False) -> torch.dtype:
+    """The torch dtype for 'float32' or 'float64' (with `half`, 'float16' and 'bfloat16' too)."""
+    return CHECK_DTYPES[check_dtype(dtype, half)][1]
 
 
-def check_dtype(dtype: str) -> str:
-    """Return `dtype` if it is a supported name, else raise naming the choices."""
-    if dtype not in DTYPES:
-        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+def check_dtype(dtype: str, half: bool = False) -> str:
+    """Return `dtype` if it is a supported name (with `half`: float16 and bfloat16 too), else raise."""
+    choices = CHECK_DTYPES if half else DTYPES
+    if dtype not in choices:
+        raise UsageError(f"dtype must be one of {', '.join(choices)}; got {dtype!r}")
     return dtype
 
 
@@ -36,7 +43,7 @@ def resolve_device(name: str, dtype: str = "float64") -> torch.device:
     mps (Apple GPUs) has no float64 arithmetic, so float64 there is refused up front
     rather than failing inside a kernel.
     """
-    check_dtype(dtype)
+    check_dtype(dtype, half=True)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -49,6 +56,8 @@ def resolve_device(name: str, dtype: str = "float64") -> torch.device:
         if index >= torch.cuda.device_count():
             count = torch.cuda.device_count()
             raise UsageError(f"device {name!r} requested but only {count} CUDA device(s) exist")
+        if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise UsageError(f"device {name!r} has no bfloat16 support; use --dtype float16 or float32")
         return torch.device("cuda", index)
     if name == "mps":
         if dtype == "float64":

@@ -24,6 +24,7 @@ class ParamCheck:
     a: float
     b: float
     point: int = 0  # which random point held the worst case
+    worst_err: float = math.nan  # |a - b| at worst_index, the element `tol` belongs to
 
     def message(self) -> str:
         """A one-line diagnosis in the manner of torch.testing.assert_close."""
@@ -35,12 +36,13 @@ class ParamCheck:
         )
 
 
-def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0) -> ParamCheck:
+def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0, where: Any = None) -> ParamCheck:
     """Compare arrays `a` and `b` elementwise against the tolerance array `tol`.
 
     The worst element is the one with the largest error relative to its own tolerance, so
     a small absolute error in a tightly bounded element is not hidden by a large one that
-    its bound allows. NaN anywhere is a mismatch.
+    its bound allows. NaN anywhere is a mismatch. `where` (a boolean mask) limits the
+    comparison to those elements (a sample); the others count as agreeing.
     """
     a64 = np.asarray(a, dtype=np.float64)
     b64 = np.asarray(b, dtype=np.float64)
@@ -49,6 +51,8 @@ def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0
     tol64 = np.broadcast_to(np.asarray(tol, dtype=np.float64), a64.shape)
     err = np.abs(a64 - b64)
     err = np.where(np.isnan(err), np.inf, err)
+    if where is not None:
+        err = np.where(np.broadcast_to(where, a64.shape), err, 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
         ratio = err / np.maximum(tol64, np.finfo(np.float64).tiny)
     flat = int(np.argmax(ratio)) if ratio.size else 0
@@ -67,6 +71,7 @@ def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0
         a=float(a64[index]),
         b=float(b64[index]),
         point=point,
+        worst_err=float(err[index]) if err.size else 0.0,
     )
 
 

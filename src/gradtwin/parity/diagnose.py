@@ -65,7 +65,33 @@ def transposed_shape(name: str, shape: tuple[int, ...], agrees: bool) -> str:
     )
 
 
+def located(h: np.ndarray, r: np.ndarray, tol: np.ndarray) -> str | None:
+    """The wrong elements form one element, one row, one column or one block of a matrix."""
+    bad = ~(np.abs(h - r) <= tol)
+    where = np.argwhere(bad)
+    if where.size == 0 or bad.sum() == bad.size:
+        return None
+    count = f"{int(bad.sum())} of {bad.size} elements"
+    if len(where) == 1:
+        return f"only one element, {list(int(i) for i in where[0])}, is wrong: an indexing or off-by-one mistake?"
+    if bad.ndim != 2:
+        return None
+    rows, cols = np.unique(where[:, 0]), np.unique(where[:, 1])
+    if len(rows) == 1:
+        return f"only row {int(rows[0])} is wrong ({count}): a mistake in one input feature or one unit's path"
+    if len(cols) == 1:
+        return f"only column {int(cols[0])} is wrong ({count}): a mistake in one output's path"
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    if bad[r0:r1, c0:c1].all():
+        return f"only the block [{r0}:{r1}, {c0}:{c1}] is wrong ({count}): a slice taken with the wrong bounds?"
+    return None
+
+
 def summarize(h: np.ndarray, r: np.ndarray, tol: np.ndarray) -> str:
     """How many elements differ, when no pattern explains them."""
     bad = int(np.sum(~(np.abs(h - r) <= tol)))
-    return f"{bad} of {h.size} element(s) differ; no simple pattern (sign, factor, transpose, kink) explains them"
+    share = f" ({100 * bad / h.size:.3g} %)" if h.size > 1 else ""
+    return (
+        f"{bad} of {h.size} element(s) differ{share}; no simple pattern (sign, factor, transpose, one element, "
+        "row, column or block, kink) explains them"
+    )

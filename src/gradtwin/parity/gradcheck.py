@@ -4,124 +4,59 @@
     print(report)                      # a table; report.to_json() for machines
     assert_gradients_match(...)        # the same, raising AssertionError with the report
 
-`manual_gradients(params, *data) -> dict` gets NumPy arrays in `dtype`; `torch_loss(params,
-*data) -> 0-d tensor` gets torch tensors. Per parameter the checker compares
-  - hand vs autograd in `dtype`                         within 2 * gamma(K) * S
-  - in float32: each against autograd in float64         within gamma32(K) * S + gamma64(K) * S
-  - on another device: autograd there against the cpu   within 2 * gamma(K) * S
+`manual_gradients(params, *data) -> dict` gets NumPy arrays in `dtype`, or torch tensors on
+`device` when `params` are tensors; `torch_loss(params, *data) -> 0-d tensor` gets tensors.
+Per parameter the checker compares
+  - hand vs autograd in `dtype`, every element               within 2 * gamma(K) * S
+  - below float64: each against autograd in float64          within (gamma_dtype + gamma_64) * S
+  - on another device: autograd there against the cpu        within 2 * gamma(K) * S
   - hand and autograd in float64 against central finite differences of `torch_loss` in float64,
-    within the finite-difference error bound plus gamma64(K) * S;
-where gamma(K) = K*u / (1 - K*u) (parity.gamma) and S is the rounding scale of each element
-(gradscale.autograd_scales, or the user's `scale`), raised to what the loss shows in float32
-(`_with_float32_floor`), plus an underflow floor. Finite differences are trusted within the
-loss's rounding (a-priori, or measured by noise.loss_noise) over the step, plus Richardson's
-truncation estimate; kinks.probe re-examines every element that fails. TF32 is off while it runs.
+    within the finite-difference error bound plus gamma_64(K) * S;
+where gamma is the worst-case bound while K*u <= 1e-3 and Higham and Mary's probabilistic bound
+beyond (rounding.rounding_bound), and S the rounding scale of each element. Two methods:
+  exhaustive (up to EXHAUSTIVE_MAX elements): S from the Jacobian (autograd_scales), finite
+    differences of every element;
+  sampled (above): S from a Cauchy sketch (sketch.py, DRAWS passes), finite differences of the
+    worst and of random elements of each parameter and along one random direction per parameter.
+S is raised to what the loss shows in float32 (`_with_float32_floor`), plus an underflow floor.
 The rule is written out with its reasons in the README ("The tolerance rule and why").
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from gradtwin.devices import numpy_dtype, resolve_device, torch_dtype
+from gradtwin.devices import check_dtype, numpy_dtype, resolve_device, torch_dtype
 from gradtwin.errors import UsageError
 from gradtwin.parity import diagnose
 from gradtwin.parity.autograd_scales import autograd_scales, samples_of
-from gradtwin.parity.compare import ParamCheck, compare, finite_or_none
-from gradtwin.parity.finite_diff import finite_differences
+from gradtwin.parity.compare import ParamCheck, compare
+from gradtwin.parity.finite_diff import directional, finite_differences
 from gradtwin.parity.kinks import Probe, probe
-from gradtwin.parity.noise import loss_noise
-from gradtwin.parity.rounding import ROUNDING_OPS, tolerance
+from gradtwin.parity.noise import SPACINGS, loss_noise
+from gradtwin.parity.report import SHOWN, Element, GradientReport, ParamReport
+from gradtwin.parity.rounding import ROUNDING_OPS, Bound, rounding_bound, tolerance
+from gradtwin.parity.sketch import MISS, sketch_scales
+
+__all__ = ["GradientReport", "ParamReport", "assert_gradients_match", "check_gradients"]
 
 ManualGradients = Callable[..., Mapping[str, Any]]
 TorchLoss = Callable[..., torch.Tensor]
 Scale = Callable[..., Mapping[str, Any]]
 _TINY = np.finfo(np.float64).tiny
 MAX_KINK_PROBES = 64  # failing elements probed for a kink (six loss evaluations each)
-
-
-@dataclass
-class ParamReport:
-    """One parameter: its worst element over every comparison and what explains a mismatch."""
-
-    name: str
-    shape: tuple[int, ...]
-    ok: bool
-    worst_index: tuple[int, ...]
-    hand: float  # the hand-derived gradient there, in the checked dtype
-    autograd: float  # autograd there, in the checked dtype
-    finite_diff: float  # central differences in float64 there
-    abs_err: float
-    rel_err: float
-    tol: float
-    comparison: str  # the comparison that holds the worst element
-    diagnosis: str | None = None
-    checks: list[ParamCheck] = field(default_factory=list)
-
-
-@dataclass
-class GradientReport:
-    """The whole check: one ParamReport per parameter, the forward value if given, and notes."""
-
-    ok: bool
-    dtype: str
-    device: str
-    params: list[ParamReport]
-    loss: list[ParamCheck]
-    diagnoses: list[str]
-    notes: list[str]
-
-    def checks(self) -> list[ParamCheck]:
-        """Every comparison made: the loss first, then each parameter's."""
-        return [*self.loss, *(c for p in self.params for c in p.checks)]
-
-    def table(self) -> str:
-        """The report as a fixed-width table with the diagnoses below it."""
-        header = ("param", "ok", "worst at", "hand", "autograd", "finite diff", "abs err", "rel err", "tolerance")
-        rows = [
-            (
-                p.name,
-                "yes" if p.ok else "NO",
-                str(list(p.worst_index)),
-                f"{p.hand:.9g}",
-                f"{p.autograd:.9g}",
-                f"{p.finite_diff:.9g}",
-                f"{p.abs_err:.3g}",
-                f"{p.rel_err:.3g}",
-                f"{p.tol:.3g}",
-            )
-            for p in self.params
-        ]
-        rows += [(f"loss ({c.comparison})", "yes" if c.ok else "NO", "-", f"{c.a:.9g}", f"{c.b:.9g}", "-",
-                  f"{c.max_abs_err:.3g}", f"{c.max_rel_err:.3g}", f"{c.tol:.3g}") for c in self.loss]  # fmt: skip
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines = [f"gradient check, {self.dtype} on {self.device}: {'all agree' if self.ok else 'MISMATCH'}"]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
-        lines.insert(2, "  ".join("-" * w for w in widths))
-        for p in self.params:
-            if not p.ok:
-                lines.append(f"{p.name}: worst in {p.comparison}; {p.diagnosis}")
-        lines += self.diagnoses
-        lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    __str__ = table
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as plain data; NaN and infinities become None."""
-        out: dict[str, Any] = finite_or_none(asdict(self))
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+# Up to this many parameter elements the check is exhaustive (a Jacobian and a finite
+# difference per element: about 1 s at 1,000); above it, sampled, at linear cost.
+EXHAUSTIVE_MAX = 1000
+SAMPLE_WORST = 1  # per parameter, the elements where hand and autograd differ most ...
+SAMPLE_RANDOM = 2  # ... plus this many random elements of all the parameters get finite differences
+METHODS = ("auto", "exhaustive", "sampled")
 
 
 def check_gradients(
@@ -137,68 +72,106 @@ def check_gradients(
     loss_scale: Callable[..., Any] | None = None,
     n_terms: int | None = None,
     allow_kinks: bool = False,
-    manual_array: str = "numpy",
+    manual_array: str = "auto",
     label: str = "hand",
+    method: str = "auto",
+    seed: int = 0,
 ) -> GradientReport:
     """Check `manual_gradients` against autograd of `torch_loss` and finite differences.
 
-    params: dict name -> array (0-d for a scalar). data: a tuple of arrays (X, Y, ...), one
-    array, or a Dataset; both functions are called as f(params, *data).
+    params: dict name -> array or tensor (0-d for a scalar). data: a tuple of arrays (X, Y, ...),
+    one array, or a Dataset; both functions are called as f(params, *data).
+    dtype: 'float64', 'float32', 'float16' or 'bfloat16' (bfloat16 needs torch hand gradients).
     manual_loss: the hand-written loss, compared with torch_loss first when given.
     scale, loss_scale: f(params, *data) -> sum|terms| of each gradient element / of the loss,
-    replacing the scale autograd estimates (see gradscale). n_terms: the length K of the
-    longest sum (default: every element of the data and parameters, plus ROUNDING_OPS).
+    replacing the scale autograd estimates. n_terms: the length K of the longest sum
+    (default: every element of the data and parameters, plus ROUNDING_OPS).
     allow_kinks: accept a mismatch where the loss has a kink and both sides are subgradients.
-    manual_array: 'numpy' (default) or 'torch' (tensors on `device`, no autograd).
+    manual_array: 'auto' (torch when a param or data array is a torch tensor, else numpy),
+    'numpy', or 'torch' (tensors in `dtype` on `device`, no autograd; returned tensors must be
+    in that dtype on that device). method: 'auto' (exhaustive up to EXHAUSTIVE_MAX parameter
+    elements, sampled above), 'exhaustive' or 'sampled'. seed: of the sampled method's draws.
     """
+    check_dtype(dtype, half=True)
+    array = _array_kind(manual_array, params, data)
+    if dtype == "bfloat16" and array == "numpy":
+        raise UsageError(
+            "dtype 'bfloat16' has no NumPy type: pass params as torch tensors (or manual_array='torch') "
+            "and return torch tensors from manual_gradients"
+        )
+    if method not in METHODS:
+        raise UsageError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     p64, d64 = _as_params(params), _as_data(data)
     dev = resolve_device(device, dtype)
-    if manual_array not in ("numpy", "torch"):
-        raise UsageError(f"manual_array must be 'numpy' or 'torch'; got {manual_array!r}")
-    K = n_terms if n_terms is not None else sum(x.size for x in d64) + sum(v.size for v in p64.values())
+    size = sum(v.size for v in p64.values())
+    sampled = method == "sampled" or (method == "auto" and size > EXHAUSTIVE_MAX)
+    K = n_terms if n_terms is not None else sum(x.size for x in d64) + size
+    bound = rounding_bound(dtype, K + ROUNDING_OPS, outputs=size + 1)
+    bound64 = rounding_bound("float64", K + ROUNDING_OPS, outputs=size + 1)
+    cpu = torch.device("cpu")
     with tf32_off() as tf32_note:
-        loss64, g64 = autograd_gradients(torch_loss, p64, d64, "float64", torch.device("cpu"))
+        loss64, g64, sensitivity = _reference(torch_loss, p64, d64, sampled)
         if scale is not None:
             S = _user_scale(scale, p64, d64)
             S_loss = float(np.asarray(loss_scale(p64, *d64))) if loss_scale is not None else abs(loss64)
+        elif sampled:
+            S = sketch_scales(lambda p, d: autograd_gradients(torch_loss, p, d, "float64", cpu)[1], p64, d64, g64, seed)
+            S = {k: np.maximum(v, np.abs(g64[k])) for k, v in S.items()}
+            S_loss = sensitivity + abs(loss64)
         else:
             S, S_loss = autograd_scales(torch_loss, p64, d64, K)
-        S, S_loss = _with_float32_floor(torch_loss, p64, d64, g64, loss64, S, S_loss)
-        hand_dev = dev if manual_array == "torch" else torch.device("cpu")
-        hand, flipped = manual(manual_gradients, p64, d64, dtype, manual_array, hand_dev)
-        hand64 = hand if dtype == "float64" else manual(manual_gradients, p64, d64, "float64", "numpy", None)[0]
-        loss_d, auto = autograd_gradients(torch_loss, p64, d64, dtype, dev)
-        auto_cpu = autograd_gradients(torch_loss, p64, d64, dtype, torch.device("cpu"))[1] if dev.type != "cpu" else {}
+        hand_dev = dev if array == "torch" else cpu
+        hand, flipped = manual(manual_gradients, p64, d64, dtype, array, hand_dev)
+        hand64 = hand if dtype == "float64" else manual(manual_gradients, p64, d64, "float64", array, cpu)[0]
+        # the same computation is run once: float64 on the cpu is the reference itself
+        same = dtype == "float64" and dev.type == "cpu"
+        loss_d, auto = (loss64, g64) if same else autograd_gradients(torch_loss, p64, d64, dtype, dev)
+        auto_cpu = autograd_gradients(torch_loss, p64, d64, dtype, cpu)[1] if dev.type != "cpu" else {}
+        run32 = (loss_d, auto) if dtype == "float32" and dev.type == "cpu" else None
+        S, S_loss = _with_float32_floor(torch_loss, p64, d64, g64, loss64, S, S_loss, run32)
 
     def loss_fn(p: dict[str, np.ndarray]) -> float:
         return float(_torch_loss64(torch_loss, p, d64))
 
+    floor = {dt: underflow_floor(dt, K, p64, d64) for dt in {dtype, "float64"}}
+
+    def tol(b: Bound, dt: str, name: str) -> np.ndarray:
+        return b.gamma * S[name] + floor[dt]
+
     # Rounding bound of one loss evaluation: the a-priori gamma(K) * S, or, where the loss rounds
     # more than S shows, the measured noise sigma. K roundings of up to q/2 each have standard
     # deviation q/2 * sqrt(K/3) and reach at most K*q/2 = sqrt(3K) sigma; twice that, as sigma is
-    # itself estimated from nine points.
+    # itself estimated from nine points. The sampled method measures along two spacings, not four.
     fd_apriori = float(tolerance(np.float64, K, S_loss))
-    fd_error = max(fd_apriori, 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * loss_noise(loss_fn, p64))
-    fd, fd_bound = finite_differences(loss_fn, p64, fd_error)
+    noise = loss_noise(loss_fn, p64, spacings=SPACINGS[1::2] if sampled else SPACINGS)
+    fd_error = max(fd_apriori, 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * noise)
+    if sampled:
+        only = _fd_sample(hand, auto, hand64, g64, {k: tol(bound, dtype, k) for k in p64},
+                          {k: tol(bound64, "float64", k) for k in p64}, seed)  # fmt: skip
+        fd, fd_bound = finite_differences(loss_fn, p64, fd_error, only)
+    else:
+        fd, fd_bound = finite_differences(loss_fn, p64, fd_error)
     flat = _abstain_on_plateaus(fd, fd_bound, g64)
-
-    def tol(dt: str, name: str) -> np.ndarray:
-        return tolerance(dt, K, S[name], ROUNDING_OPS) + underflow_floor(dt, K, p64, d64)
 
     params_out: list[ParamReport] = []
     for name in p64:
-        t_d, t_64 = tol(dtype, name), tol("float64", name)
+        t_d, t_64 = tol(bound, dtype, name), tol(bound64, "float64", name)
         suspects = ~(np.abs(hand[name] - auto[name]) <= 2 * t_d)
         for ref in (hand64[name], g64[name]):
-            suspects |= ~(np.abs(ref - fd[name]) <= fd_bound[name] + t_64)
+            suspects |= ~(np.abs(ref - fd[name]) <= fd_bound[name] + t_64) & np.isfinite(fd_bound[name])
         kinks = {} if name in flipped else _refine(loss_fn, p64, name, suspects, fd[name], fd_bound[name], fd_apriori)
+        differenced = ~np.isnan(fd[name])
         checks: list[ParamCheck] = []
+        arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         bad = np.zeros(p64[name].shape, dtype=bool)
 
-        def cmp(comparison: str, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> None:
+        def cmp(comparison: str, a: np.ndarray, b: np.ndarray, t: np.ndarray, where: Any = None) -> None:
             nonlocal bad
-            checks.append(compare(comparison, name, a, b, t))  # noqa: B023 (used at once)
-            bad = bad | ~(np.abs(a - b) <= t)
+            checks.append(compare(comparison, name, a, b, t, where=where))  # noqa: B023 (used at once)
+            fails = ~(np.abs(a - b) <= t)
+            fails = fails if where is None else fails & where
+            arrays[comparison] = (a, b, np.broadcast_to(t, fails.shape))  # noqa: B023
+            bad = bad | fails
 
         cmp(f"{label} vs autograd", hand[name], auto[name], 2 * t_d)
         if dtype != "float64":
@@ -206,28 +179,162 @@ def check_gradients(
             cmp(f"autograd {dtype} vs float64", auto[name], g64[name], t_d + t_64)
         if dev.type != "cpu":
             cmp(f"autograd {dev} vs cpu", auto[name], auto_cpu[name], 2 * t_d)
-        cmp(f"{label} float64 vs finite diff", hand64[name], fd[name], fd_bound[name] + t_64)
-        cmp("autograd float64 vs finite diff", g64[name], fd[name], fd_bound[name] + t_64)
-        ref_tol = t_d + t_64 + (fd_bound[name] if dtype == "float64" else 0.0)
-        values = {"hand": hand[name], "autograd": auto[name], "reference": g64[name], "fd": fd[name]}
-        params_out.append(
-            _param_report(name, p64[name].shape, checks, bad, values, ref_tol, name in flipped, kinks, allow_kinks, d64)
-        )
-    loss_checks = _loss_checks(manual_loss, p64, d64, dtype, loss_d, loss64, K, S_loss, label)
+        where = differenced if sampled else None
+        cmp(f"{label} float64 vs finite diff", hand64[name], fd[name], fd_bound[name] + t_64, where)
+        cmp("autograd float64 vs finite diff", g64[name], fd[name], fd_bound[name] + t_64, where)
+        ref_tol = t_d + t_64 + (fd_bound[name] if dtype == "float64" and not sampled else 0.0)
+        values = {
+            "hand": hand[name],
+            "autograd": auto[name],
+            "reference": g64[name],
+            "fd": fd[name],
+            "seen": hand[name],
+        }
+        if dtype != "float64" and not np.all(np.abs(hand64[name] - g64[name]) <= 2 * t_64):
+            values["seen"], ref_tol = hand64[name], 2 * t_64  # wrong in float64 too: diagnose it there, sharper
+        report = _param_report(name, p64[name].shape, checks, bad, values, ref_tol, name in flipped, kinks,
+                               allow_kinks, d64, arrays)  # fmt: skip
+        params_out.append(report)
+    loss_checks = _loss_checks(manual_loss, p64, d64, dtype, loss_d, loss64, K, S_loss, label, bound, bound64)
+    if sampled:
+        t64 = {k: tol(bound64, "float64", k) for k in p64}
+        directions = _directional_checks(loss_fn, p64, {"hand": hand64, "autograd": g64}, t64, fd_error, seed, label)
+    else:
+        directions = []
     notes = [
         tf32_note,
         *flat,
-        f"tolerance: gamma(K) * S with K = {K} summed terms (parity.tolerance); S from {_scale_source(scale)}",
+        f"tolerance: gamma * S with K = {K} summed terms; {bound.describe()} in {dtype}"
+        + (f", {bound64.describe()} in float64" if dtype != "float64" else ""),
+        f"S from {_scale_source(scale, sampled)}",
+        _method_note(sampled, size, only if sampled else None),
+        *_meaningless(bound, dtype, K),
     ]
     return GradientReport(
-        ok=all(p.ok for p in params_out) and all(c.ok for c in loss_checks),
+        ok=all(p.ok for p in params_out) and all(c.ok for c in [*loss_checks, *directions]),
         dtype=dtype,
         device=str(dev),
         params=params_out,
         loss=loss_checks,
         diagnoses=_report_diagnoses(params_out),
         notes=notes,
+        method="sampled" if sampled else "exhaustive",
+        directions=directions,
     )
+
+
+def _array_kind(manual_array: str, params: Any, data: Any) -> str:
+    """'numpy' or 'torch': what the hand-derived function is given and returns."""
+    if manual_array not in ("auto", "numpy", "torch"):
+        raise UsageError(f"manual_array must be 'auto', 'numpy' or 'torch'; got {manual_array!r}")
+    if manual_array != "auto":
+        return manual_array
+    arrays = data if isinstance(data, (tuple, list)) else [data]
+    values = [*(params.values() if isinstance(params, Mapping) else []), *arrays]
+    return "torch" if any(isinstance(v, torch.Tensor) for v in values) else "numpy"
+
+
+def _reference(
+    torch_loss: TorchLoss, params: dict[str, np.ndarray], data: Sequence[np.ndarray], sensitive: bool
+) -> tuple[float, dict[str, np.ndarray], float]:
+    """The float64 loss and gradients on the cpu; with `sensitive`, from the same backward pass,
+    sum_k |dL/dx_k| |x_k| over every element of params and real data (the loss's scale)."""
+    if not sensitive:
+        return (*autograd_gradients(torch_loss, params, data, "float64", torch.device("cpu")), 0.0)
+    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    d = [torch.tensor(x) if x.dtype.kind == "i" else torch.tensor(x, requires_grad=True) for x in data]
+    value = _scalar(torch_loss(leaves, *d))
+    if not value.requires_grad:
+        raise UsageError("torch_loss returned a tensor that does not depend on the parameters (no autograd graph)")
+    inputs = [*leaves.values(), *(x for x in d if x.requires_grad)]
+    grads = torch.autograd.grad(value, inputs, allow_unused=True)
+    terms = [float((g.abs() * x.detach().abs()).sum()) for g, x in zip(grads, inputs, strict=True) if g is not None]
+    g64 = {
+        k: np.zeros(v.shape) if g is None else g.numpy().astype(np.float64)
+        for (k, v), g in zip(leaves.items(), grads, strict=False)
+    }
+    return float(value.detach()), g64, float(sum(terms))
+
+
+def _fd_sample(
+    hand: dict[str, np.ndarray],
+    auto: dict[str, np.ndarray],
+    hand64: dict[str, np.ndarray],
+    g64: dict[str, np.ndarray],
+    t_d: dict[str, np.ndarray],
+    t_64: dict[str, np.ndarray],
+    seed: int,
+) -> dict[str, list[tuple[int, ...]]]:
+    """Per parameter, the elements that get finite differences in the sampled method.
+
+    The SAMPLE_WORST elements of each parameter where hand and autograd (in the dtype, or in
+    float64) differ most against their tolerance, and SAMPLE_RANDOM random elements of all the
+    parameters together (drawn in proportion to their sizes).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = np.array([g.size for g in g64.values()])
+    chosen = rng.choice(len(sizes), size=SAMPLE_RANDOM, p=sizes / sizes.sum())
+    out: dict[str, list[tuple[int, ...]]] = {}
+    for which, (k, g) in enumerate(g64.items()):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.maximum(np.abs(hand[k] - auto[k]) / (2 * t_d[k]), np.abs(hand64[k] - g) / (2 * t_64[k]))
+        ratio = np.nan_to_num(ratio, nan=np.inf).reshape(-1)
+        picks = list(np.argpartition(-ratio, SAMPLE_WORST - 1)[:SAMPLE_WORST]) if ratio.size > SAMPLE_WORST else []
+        picks += [] if picks else list(range(ratio.size))
+        picks += list(rng.integers(0, g.size, int(np.sum(chosen == which))))
+        out[k] = sorted({tuple(int(i) for i in np.unravel_index(int(j), g.shape)) for j in picks})
+    return out
+
+
+def _directional_checks(
+    loss: Callable[[dict[str, np.ndarray]], float],
+    p64: dict[str, np.ndarray],
+    grads: dict[str, dict[str, np.ndarray]],
+    t_64: dict[str, np.ndarray],
+    fd_error: float,
+    seed: int,
+    label: str,
+) -> list[ParamCheck]:
+    """Each float64 gradient projected on one random direction of all parameters, against finite
+    differences along it (four loss evaluations for the whole model).
+
+    d_k = +-max(1, |p_k|) (the per-element step's scale); the projection d . g errs by at most
+    sum_k |d_k| t_k (each element's rounding) + gamma(size) sum_k |d_k g_k| (the dot product).
+    """
+    rng = np.random.default_rng(seed + 1)
+    d = {k: rng.choice([-1.0, 1.0], size=v.shape) * np.maximum(1.0, np.abs(v)) for k, v in p64.items()}
+    value, fd_bound = directional(loss, p64, d, fd_error)
+    if value == 0.0:
+        fd_bound = math.inf  # the loss is flat along d in float64: the difference resolves nothing
+    g_bound = rounding_bound("float64", sum(v.size for v in p64.values())).gamma
+    out = []
+    for who, g in grads.items():
+        proj = float(sum(np.sum(d[k] * g[k]) for k in p64))
+        t = fd_bound + sum(float(np.sum(np.abs(d[k]) * t_64[k])) for k in p64)
+        t += g_bound * sum(float(np.sum(np.abs(d[k] * g[k]))) for k in p64)
+        title = label if who == "hand" else who
+        out.append(compare(f"{title} float64 vs finite diff along a random direction", "all", proj, value, t))
+    return out
+
+
+def _method_note(sampled: bool, size: int, only: dict[str, list[tuple[int, ...]]] | None) -> str:
+    if not sampled or only is None:
+        return f"method: exhaustive ({size} parameter elements): a Jacobian and a finite difference per element"
+    n = sum(len(v) for v in only.values())
+    return (
+        f"method: sampled ({size} parameter elements): every element hand vs autograd; finite differences at "
+        f"{n} elements (the worst of each parameter and random ones) and along one random direction "
+        f"of all; S from a Cauchy sketch, below the exact scale with probability {MISS:.2g} per element"
+    )
+
+
+def _meaningless(bound: Bound, dtype: str, K: int) -> list[str]:
+    if 2 * bound.gamma < 1.0:
+        return []
+    return [
+        f"in {dtype} the rounding bound 2 gamma = {2 * bound.gamma:.3g} exceeds 1 at K = {K}: no wrong gradient "
+        "can be told from rounding at this size; check in a wider dtype or pass n_terms if your sums are shorter"
+    ]
 
 
 def _abstain_on_plateaus(
@@ -259,6 +366,7 @@ def _with_float32_floor(
     loss64: float,
     S: dict[str, np.ndarray],
     S_loss: float,
+    run32: tuple[float, dict[str, np.ndarray]] | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
     """Raise the scales to what the same autograd loss, run in float32, shows its rounding to be.
 
@@ -266,9 +374,10 @@ def _with_float32_floor(
     cancels quantities whose size no derivative reveals. Evaluated in float32 the same code
     errs by about u32 * (its true scale), 2^29 times more than in float64; |f32 - f64| / u32
     is therefore a measured floor on the scale. Non-finite float32 results (overflow) are skipped.
+    run32: the float32 cpu run when the check made it already.
     """
     u32 = float(np.finfo(np.float32).eps) / 2
-    loss32, g32 = autograd_gradients(torch_loss, p64, d64, "float32", torch.device("cpu"))
+    loss32, g32 = run32 or autograd_gradients(torch_loss, p64, d64, "float32", torch.device("cpu"))
     out = {}
     for k, v in S.items():
         measured = np.abs(g32[k] - g64[k]) / u32
@@ -288,7 +397,7 @@ def underflow_floor(dtype: str, n_terms: int, params: Mapping[str, np.ndarray], 
     K * lambda * M: about 1e-37 in float32 and 1e-306 in float64 for K = 10 and M = 1.
     """
     biggest = max([1.0, *(float(np.max(np.abs(x), initial=0.0)) for x in (*params.values(), *data))])
-    return n_terms * float(np.finfo(numpy_dtype(dtype)).tiny) * biggest**2
+    return n_terms * float(torch.finfo(torch_dtype(dtype, half=True)).tiny) * biggest**2
 
 
 def assert_gradients_match(*args: Any, **kwargs: Any) -> GradientReport:
@@ -338,7 +447,8 @@ def _as_data(data: Any) -> tuple[np.ndarray, ...]:
 def _as_data_array(value: Any, what: str) -> np.ndarray:
     """Integer data (class indices for F.cross_entropy) stays int64; everything else becomes float64."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        value = (value if not value.is_floating_point() else value.to(torch.float64)).numpy()
     arr = np.asarray(value)
     if arr.dtype.kind in "iub":
         return arr.astype(np.int64)
@@ -347,12 +457,18 @@ def _as_data_array(value: Any, what: str) -> np.ndarray:
 
 def _cast(x: np.ndarray, dtype: str) -> np.ndarray:
     """x in `dtype` if it holds real numbers; integer data as it is."""
-    return x if x.dtype.kind == "i" else x.astype(numpy_dtype(dtype))
+    return x if x.dtype.kind == "i" else x.astype(numpy_dtype(dtype, half=True))
+
+
+def _tensor(x: np.ndarray, dtype: str, device: torch.device | None) -> torch.Tensor:
+    """x as a tensor in `dtype` on `device` (integer data stays int64), rounded once from float64."""
+    t = torch.as_tensor(x)
+    return t.to(device) if x.dtype.kind == "i" else t.to(device=device, dtype=torch_dtype(dtype, half=True))
 
 
 def _to_float64(value: Any, what: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu().to(torch.float64).numpy()
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -382,14 +498,23 @@ def autograd_gradients(
 
     A parameter the loss does not use gets a zero gradient, as the derivative is zero.
     """
-    tdt = torch_dtype(dtype)
-    leaves = {k: torch.tensor(v, dtype=tdt, device=device, requires_grad=True) for k, v in params.items()}
-    value = _scalar(torch_loss(leaves, *(torch.tensor(_cast(x, dtype), device=device) for x in data)))
-    if not value.requires_grad:
-        raise UsageError("torch_loss returned a tensor that does not depend on the parameters (no autograd graph)")
-    value.backward()
+    leaves = {k: _tensor(v, dtype, device).requires_grad_(True) for k, v in params.items()}
+    try:
+        value = _scalar(torch_loss(leaves, *(_tensor(x, dtype, device) for x in data)))
+        if not value.requires_grad:
+            raise UsageError("torch_loss returned a tensor that does not depend on the parameters (no autograd graph)")
+        value.backward()
+    except (RuntimeError, NotImplementedError) as e:
+        if dtype in ("float16", "bfloat16") and "not implemented" in str(e).lower():
+            raise UsageError(f"torch_loss cannot run in {dtype} on {device}: {str(e).splitlines()[0]}") from None
+        raise
+    if dtype in ("float16", "bfloat16") and not torch.isfinite(value.detach()):
+        raise UsageError(
+            f"torch_loss in {dtype} is {float(value.detach())}: a value overflows {dtype}'s range "
+            f"({torch.finfo(torch_dtype(dtype, half=True)).max:.6g}); scale the data or check in float32"
+        )
     grads = {
-        k: np.zeros(v.shape) if v.grad is None else v.grad.detach().cpu().numpy().astype(np.float64)
+        k: np.zeros(v.shape) if v.grad is None else v.grad.detach().cpu().to(torch.float64).numpy()
         for k, v in leaves.items()
     }
     return float(value.detach().cpu()), grads
@@ -407,7 +532,7 @@ def manual(
     if array == "torch":
 
         def conv(x: np.ndarray) -> Any:
-            return torch.tensor(_cast(x, dtype), device=device)
+            return _tensor(x, dtype, device)
     else:
 
         def conv(x: np.ndarray) -> Any:
@@ -425,6 +550,8 @@ def manual(
         )
     grads, flipped = {}, set()
     for k, p in params.items():
+        if array == "torch":
+            _check_tensor(out[k], f"manual_gradients()[{k!r}]", torch_dtype(dtype, half=True), device)
         g = _to_numpy(out[k], f"manual_gradients()[{k!r}]")
         if g.shape != p.shape:
             if g.ndim >= 2 and g.shape == p.shape[::-1]:
@@ -438,9 +565,20 @@ def manual(
     return grads, flipped
 
 
+def _check_tensor(value: Any, what: str, dtype: torch.dtype, device: torch.device | None) -> None:
+    """A hand gradient in torch must come back in the dtype and on the device it was asked in."""
+    if not isinstance(value, torch.Tensor):
+        raise UsageError(f"{what} must be a torch tensor (the hand code runs in torch); got {type(value).__name__}")
+    want = device or torch.device("cpu")
+    if value.dtype != dtype or value.device.type != want.type or (want.index is not None and value.device != want):
+        raise UsageError(
+            f"{what} must be a tensor of dtype {dtype} on {want}, like its inputs; got {value.dtype} on {value.device}"
+        )
+
+
 def _to_numpy(value: Any, what: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu().to(torch.float64).numpy()
     try:
         return np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -454,10 +592,12 @@ def _user_scale(scale: Scale, params: dict[str, np.ndarray], data: Sequence[np.n
     return {k: np.broadcast_to(_to_numpy(out[k], f"scale()[{k!r}]"), params[k].shape) for k in params}
 
 
-def _scale_source(scale: Scale | None) -> str:
+def _scale_source(scale: Scale | None, sampled: bool) -> str:
     if scale is not None:
         return "the scale function given"
-    return "autograd: sum_k |dg/dx_k| |x_k| over inputs + sum_i |per-sample gradient| (gradtwin.gradscale)"
+    if sampled:
+        return "a Cauchy sketch of sum_k |dg/dx_k| |x_k| over inputs (parity.sketch), at least |g|"
+    return "autograd: sum_k |dg/dx_k| |x_k| over inputs + sum_i |per-sample gradient| (parity.autograd_scales)"
 
 
 def _loss_checks(
@@ -470,13 +610,19 @@ def _loss_checks(
     K: int,
     S_loss: float,
     label: str,
+    bound: Bound,
+    bound64: Bound,
 ) -> list[ParamCheck]:
-    """The forward value first, when a hand-written loss is given."""
+    """The forward value first, when a hand-written loss is given (in NumPy, or torch for bfloat16)."""
     if manual_loss is None:
         return []
-    ndt = numpy_dtype(dtype)
-    hand = float(np.asarray(manual_loss({k: v.astype(ndt) for k, v in p64.items()}, *(_cast(x, dtype) for x in d64))))
-    t_d, t_64 = tolerance(dtype, K, S_loss), tolerance("float64", K, S_loss)
+    if dtype == "bfloat16":
+        tensors = {k: _tensor(v, dtype, None) for k, v in p64.items()}
+        value = manual_loss(tensors, *(_tensor(x, dtype, None) for x in d64))
+    else:
+        value = manual_loss({k: _cast(v, dtype) for k, v in p64.items()}, *(_cast(x, dtype) for x in d64))
+    hand = float(_to_numpy(value, "manual_loss()"))
+    t_d, t_64 = bound.gamma * S_loss, bound64.gamma * S_loss
     checks = [compare(f"{label} vs autograd", "loss", hand, loss_d, 2 * t_d)]
     if dtype != "float64":
         checks.append(compare(f"{label} {dtype} vs float64", "loss", hand, loss64, t_d + t_64))
@@ -495,9 +641,14 @@ def _param_report(
     kinks: dict[tuple[int, ...], Probe],
     allow_kinks: bool,
     d64: Sequence[np.ndarray],
+    arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> ParamReport:
-    """Pick the worst comparison, then explain a mismatch (shape, kink, sign, factor, transpose)."""
-    h, a, r = values["hand"], values["autograd"], values["reference"]
+    """Pick the worst comparison, then explain a mismatch (shape, kink, sign, factor, transpose).
+
+    The pattern is read from values["seen"] (the hand gradient in the checked dtype, or in
+    float64 when that is wrong too) against the float64 reference within `ref_tol`.
+    """
+    h, a, r, seen = values["hand"], values["autograd"], values["reference"], values["seen"]
     ok = all(c.ok for c in checks) and not flipped
     diagnosis = None
     if flipped:
@@ -506,11 +657,10 @@ def _param_report(
         ok = allow_kinks
         diagnosis = kink_sentence(name, kinks, h, a, allow_kinks)
     elif not ok:
-        float32 = any(c.comparison.startswith("autograd float32") for c in checks)
-        diagnosis = explain(checks, h, r, ref_tol, samples_of(d64), float32)
-    worst = max(checks, key=lambda c: (not c.ok, c.max_abs_err / max(c.tol, _TINY)))
+        narrow = any(c.comparison.startswith("autograd") and c.comparison.endswith(" vs float64") for c in checks)
+        diagnosis = explain(checks, seen, r, ref_tol, samples_of(d64), narrow)
+    worst = max(checks, key=lambda c: (not c.ok, c.worst_err / max(c.tol, _TINY)))
     i = worst.worst_index
-    ref = float(r[i])
     return ParamReport(
         name=name,
         shape=tuple(shape),
@@ -519,13 +669,31 @@ def _param_report(
         hand=float(h[i]),
         autograd=float(a[i]),
         finite_diff=float(values["fd"][i]),
-        abs_err=worst.max_abs_err,
-        rel_err=_ratio(worst.max_abs_err, abs(ref)),
+        abs_err=worst.worst_err,
+        rel_err=_ratio(worst.worst_err, float(np.max(np.abs(r), initial=0.0))),
         tol=worst.tol,
         comparison=worst.comparison,
         diagnosis=diagnosis,
         checks=checks,
+        size=int(h.size),
+        n_bad=int(bad.sum()),
+        worst=_worst_elements(*arrays[worst.comparison], bad) if not ok else [],
     )
+
+
+def _worst_elements(h: np.ndarray, r: np.ndarray, tol: np.ndarray, bad: np.ndarray) -> list[Element]:
+    """Of the elements that disagree (`bad`), the SHOWN farthest apart in the worst comparison (h vs r)."""
+    err = np.abs(h - r)
+    tol = np.broadcast_to(tol, h.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.nan_to_num(err / np.maximum(tol, _TINY), nan=np.inf).reshape(-1)
+    ratio = np.where(bad.reshape(-1), ratio, -np.inf)
+    picks = np.argsort(-ratio, kind="stable")[: min(SHOWN, int(bad.sum()))]
+    out = []
+    for j in picks:
+        idx = tuple(int(k) for k in np.unravel_index(int(j), h.shape))
+        out.append(Element(idx, float(h[idx]), float(r[idx]), float(err[idx]), float(tol[idx])))
+    return out
 
 
 def _ratio(a: float, b: float) -> float:
@@ -535,25 +703,32 @@ def _ratio(a: float, b: float) -> float:
 
 
 def explain(
-    checks: list[ParamCheck], h: np.ndarray, r: np.ndarray, tol: np.ndarray, n: int | None, float32: bool
+    checks: list[ParamCheck], h: np.ndarray, r: np.ndarray, tol: np.ndarray, n: int | None, narrow: bool
 ) -> str:
-    """Which side is wrong, and the pattern that explains the hand-derived gradient if one does."""
-    by = {c.comparison: c for c in checks}
-    auto_fd = by.get("autograd float64 vs finite diff")
-    if auto_fd is not None and not auto_fd.ok:
+    """Which side is wrong, and the pattern that explains the hand-derived gradient if one does.
+
+    narrow: the checked dtype is below float64 (a float64 twin of the hand code was run too).
+    """
+    auto_fd = next((c for c in checks if c.comparison.startswith("autograd float64 vs finite diff") and not c.ok), None)
+    if auto_fd is not None:
         return (
             f"autograd of torch_loss disagrees with finite differences at {list(auto_fd.worst_index)}: torch_loss "
             "detaches part of its graph, or is not differentiable there"
         )
-    hand_fd = next((c for c in checks if c.comparison.endswith("float64 vs finite diff") and c is not auto_fd), None)
+    hand_fd = [c for c in checks if "float64 vs finite diff" in c.comparison and not c.comparison.startswith("auto")]
     side = "the hand-derived gradient is wrong (autograd and finite differences agree)"
-    if hand_fd is not None and hand_fd.ok:
+    if hand_fd and all(c.ok for c in hand_fd):
         side = (
             "the hand-derived gradient is right in float64 but not in the checked dtype (a precision loss)"
-            if not hand_fd.comparison.startswith(checks[0].comparison.split(" vs ")[0] + " float64") or len(checks) > 3
+            if narrow
             else "finite differences cannot tell hand from autograd here (their error bound covers both)"
         )
-    pattern = diagnose.constant_ratio(h, r, tol, n) or diagnose.transposed(h, r, tol) or diagnose.summarize(h, r, tol)
+    pattern = (
+        diagnose.constant_ratio(h, r, tol, n)
+        or diagnose.transposed(h, r, tol)
+        or diagnose.located(h, r, tol)
+        or diagnose.summarize(h, r, tol)
+    )
     return f"{side}; {pattern}"
 
 

@@ -24,10 +24,15 @@ POINTS = 9  # m + 1 evaluations along the line
 SPACINGS = (1e-8, 1e-7, 1e-6, 1e-5)
 
 
-def loss_noise(loss: Callable[[dict[str, np.ndarray]], float], params: dict[str, np.ndarray], seed: int = 0) -> float:
+def loss_noise(
+    loss: Callable[[dict[str, np.ndarray]], float],
+    params: dict[str, np.ndarray],
+    seed: int = 0,
+    spacings: tuple[float, ...] = SPACINGS,
+) -> float:
     """Standard deviation of the rounding noise of `loss` near `params` (0 if the values are constant)."""
     rng = np.random.default_rng(seed)
-    return max(_noise_along(loss, params, rng, step) for step in SPACINGS)
+    return max(_noise_along(loss, params, rng, step) for step in spacings)
 
 
 def _noise_along(

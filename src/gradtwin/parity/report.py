@@ -1,0 +1,135 @@
+"""The gradient checker's report: one row per parameter, its worst element, and the story of a mismatch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gradtwin.parity.compare import ParamCheck, finite_or_none
+
+SHOWN = 5  # worst elements listed per parameter that disagrees
+
+
+@dataclass
+class Element:
+    """One element of a gradient: where, the two values compared, their error and its tolerance."""
+
+    index: tuple[int, ...]
+    a: float  # the two sides of the worst comparison, e.g. hand and autograd
+    b: float
+    err: float
+    tol: float
+
+
+@dataclass
+class ParamReport:
+    """One parameter: its worst element over every comparison and what explains a mismatch.
+
+    Every number of the row belongs to `worst_index` in `comparison`: abs_err = |a - b| there
+    and tol its tolerance there, so ok is False exactly when some abs_err > tol (or a shape
+    is transposed). rel_err is abs_err over max |reference| of the whole tensor, the
+    gradient's own scale, so that a near-zero element does not print 1e+08.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    ok: bool
+    worst_index: tuple[int, ...]
+    hand: float  # the hand-derived gradient there, in the checked dtype
+    autograd: float  # autograd there, in the checked dtype
+    finite_diff: float  # central differences in float64 there (nan where not differenced)
+    abs_err: float
+    rel_err: float
+    tol: float
+    comparison: str  # the comparison that holds the worst element
+    diagnosis: str | None = None
+    checks: list[ParamCheck] = field(default_factory=list)
+    size: int = 0
+    n_bad: int = 0  # elements that fail an elementwise comparison
+    worst: list[Element] = field(default_factory=list)  # the SHOWN worst, when some disagree
+
+    def where(self) -> str:
+        return str(list(self.worst_index))
+
+
+@dataclass
+class GradientReport:
+    """The whole check: one ParamReport per parameter, the forward value if given, and notes."""
+
+    ok: bool
+    dtype: str
+    device: str
+    params: list[ParamReport]
+    loss: list[ParamCheck]
+    diagnoses: list[str]
+    notes: list[str]
+    method: str = "exhaustive"
+    directions: list[ParamCheck] = field(default_factory=list)  # the sampled method's projections
+
+    def checks(self) -> list[ParamCheck]:
+        """Every comparison made: the loss first, then each parameter's, then the projections."""
+        return [*self.loss, *(c for p in self.params for c in p.checks), *self.directions]
+
+    def table(self) -> str:
+        """The report as a fixed-width table with the diagnoses below it."""
+        header = ("param", "ok", "worst at", "hand", "autograd", "finite diff", "abs err", "rel err", "tolerance")
+        rows = [
+            (
+                p.name,
+                "yes" if p.ok else "NO",
+                p.where(),
+                f"{p.hand:.9g}",
+                f"{p.autograd:.9g}",
+                f"{p.finite_diff:.9g}" if p.finite_diff == p.finite_diff else "-",
+                f"{p.abs_err:.3g}",
+                f"{p.rel_err:.3g}",
+                f"{p.tol:.3g}",
+            )
+            for p in self.params
+        ]
+        rows += [(f"loss ({c.comparison})", "yes" if c.ok else "NO", "-", f"{c.a:.9g}", f"{c.b:.9g}", "-",
+                  f"{c.worst_err:.3g}", f"{c.max_rel_err:.3g}", f"{c.tol:.3g}") for c in self.loss]  # fmt: skip
+        rows += [(f"all ({c.comparison.split(' float64')[0]}, along d)", "yes" if c.ok else "NO", "random direction",
+                  f"{c.a:.9g}", "-", f"{c.b:.9g}", f"{c.worst_err:.3g}", f"{_relative(c):.3g}", f"{c.tol:.3g}")
+                 for c in self.directions]  # fmt: skip
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = [f"gradient check, {self.dtype} on {self.device}: {'all agree' if self.ok else 'MISMATCH'}"]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+        lines.insert(2, "  ".join("-" * w for w in widths))
+        for p in self.params:
+            if not p.ok:
+                lines.append(f"{p.name}: worst in {p.comparison}; {p.diagnosis}")
+                lines += _worst_lines(p)
+        for c in self.directions:
+            if not c.ok:
+                lines.append(f"{c.comparison}: d . g = {c.a:.9g} but finite differences give {c.b:.9g}")
+        lines += self.diagnoses
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data; NaN and infinities become None."""
+        out: dict[str, Any] = finite_or_none(asdict(self))
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+
+def _worst_lines(p: ParamReport) -> list[str]:
+    """For a tensor that disagrees: how many elements, and the worst few (not thousands of rows)."""
+    if p.size <= 1 or not p.worst:
+        return []
+    share = 100.0 * p.n_bad / p.size
+    lines = [f"  {p.n_bad} of {p.size} elements of {p.name} disagree ({share:.3g} %); worst in {p.comparison}:"]
+    lines += [f"    {list(e.index)}: {e.a:.9g} vs {e.b:.9g}, err {e.err:.3g}, tolerance {e.tol:.3g}" for e in p.worst]
+    return lines
+
+
+def _relative(c: ParamCheck) -> float:
+    """|a - b| against the larger of the two: a projection near zero must not print 1e+296."""
+    big = max(abs(c.a), abs(c.b))
+    return c.worst_err / big if big > 0 else 0.0
