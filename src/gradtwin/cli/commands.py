@@ -259,6 +259,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> in
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file is not None:
         return _check_file(args)
+    if args.dtype in ("float16", "bfloat16"):
+        raise UsageError(
+            f"--dtype {args.dtype} checks your own file (--file); the built-in models run in float32 or float64"
+        )
     names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
     preflight(args)
     checks = []
@@ -333,6 +337,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _check_file(args: argparse.Namespace) -> int:
-    report = check_file(args.file, args.dtype, args.device, args.allow_kinks)
+    report = check_file(args.file, args.dtype, args.device, args.allow_kinks, args.method, args.seed)
     print(report.to_json() if args.json else report.table())
     return 0 if report.ok else 1

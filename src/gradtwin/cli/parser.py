@@ -152,10 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--allow-kinks", action="store_true", help="with --file: accept differing subgradients at kinks")
     check.add_argument("--points", type=positive_int, default=200, help="random data sets and parameters (default 200)")
-    check.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    check.add_argument("--device", default="cpu")
-    check.add_argument("--seed", type=nonnegative_int, default=0)
-    check.add_argument("--json", action="store_true")
+    check.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "float16", "bfloat16"),
+        default="float64",
+        help="the dtype checked, against a float64 reference (default float64; float16 and bfloat16 with --file)",
+    )
+    check.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    check.add_argument(
+        "--method",
+        choices=("auto", "exhaustive", "sampled"),
+        default="auto",
+        help="with --file: exhaustive (every element), sampled (linear cost), or auto: sampled above 1,000 elements",
+    )
+    check.add_argument("--seed", type=nonnegative_int, default=0, help="of the random points and draws (default 0)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
 
     sub.add_parser("list", help="the registered models: parameters, default data and settings")
     return parser

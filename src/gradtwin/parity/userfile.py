@@ -44,8 +44,15 @@ def load(path: str) -> ModuleType:
     return module
 
 
-def check_file(path: str, dtype: str = "float64", device: str = "cpu", allow_kinks: bool = False) -> GradientReport:
-    """Load `path`, build its problem and check its gradients."""
+def check_file(
+    path: str,
+    dtype: str = "float64",
+    device: str = "cpu",
+    allow_kinks: bool = False,
+    method: str = "auto",
+    seed: int = 0,
+) -> GradientReport:
+    """Load `path`, build its problem and check its gradients (check_gradients' method and seed)."""
     module = load(path)
     problem = _call(module.make_problem, "make_problem", path)
     if not (isinstance(problem, tuple) and len(problem) == 2 and isinstance(problem[0], dict)):
@@ -63,6 +70,8 @@ def check_file(path: str, dtype: str = "float64", device: str = "cpu", allow_kin
             manual_loss=_optional(module, "manual_loss", path),
             scale=_optional(module, "gradient_scale", path),
             allow_kinks=allow_kinks,
+            method=method,
+            seed=seed,
         ),
         "the check",
         path,
