@@ -49,11 +49,11 @@ def mlp_grad(p: dict[str, Any], X: Any, Y: Any) -> dict[str, Any]:
     Z = A @ p["W2"] + p["b2"]
     if isinstance(Z, np.ndarray):
         P = np.exp(Z - Z.max(1, keepdims=True))
-        P = P / P.sum(1, keepdims=True)
-        dZ = P.copy()
+        dZ = P / P.sum(1, keepdims=True)
+        dZ[np.arange(n), Y] -= 1.0
     else:
-        dZ = torch.softmax(Z, dim=1).clone()
-    dZ[np.arange(n), Y] -= 1.0
+        dZ = torch.softmax(Z, dim=1)
+        dZ[torch.arange(n, device=Z.device), Y] -= 1.0
     dZ = dZ / n
     dH = (dZ @ p["W2"].T) * (1 - A**2)
     return {"W1": X.T @ dH, "b1": dH.sum(0), "W2": A.T @ dZ, "b2": dZ.sum(0)}
@@ -138,9 +138,9 @@ def test_sketch_miss_probability_is_what_the_docstring_says() -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_large_correct_network_passes_sampled(dtype: str) -> None:
+def test_large_correct_network_passes_sampled(dtype: str, device: str) -> None:
     params, data = mlp_problem(64, 60, 50, 10)  # 3,560 parameters: above EXHAUSTIVE_MAX
-    report = check_gradients(mlp_grad, mlp_loss, params, data, dtype=dtype)
+    report = check_gradients(mlp_grad, mlp_loss, params, data, dtype=dtype, device=device)
     assert report.method == "sampled" and report.ok, report.table()
     assert len(report.directions) == 2 and all(c.ok for c in report.directions)
     assert any("method: sampled" in n for n in report.notes)
@@ -248,18 +248,20 @@ def torch_problem(dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.T
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
-def test_torch_hand_gradients_are_detected_and_run_in_their_dtype(dtype: str) -> None:
+def test_torch_hand_gradients_are_detected_and_run_in_their_dtype_and_device(dtype: str, device: str) -> None:
+    if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
     params, data = torch_problem()
     seen = []
 
     def hand(p: dict[str, torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> dict[str, torch.Tensor]:
-        seen.append((type(X), X.dtype))
+        seen.append((type(X), X.dtype, X.device.type))
         return mlp_grad(p, X, Y)
 
-    report = check_gradients(hand, mlp_loss, params, data, dtype=dtype)
+    report = check_gradients(hand, mlp_loss, params, data, dtype=dtype, device=device)
     assert report.ok, report.table()
-    assert seen[0] == (torch.Tensor, getattr(torch, dtype))
-    bad = check_gradients(_negated(hand), mlp_loss, params, data, dtype=dtype)
+    assert seen[0] == (torch.Tensor, getattr(torch, dtype), device)
+    bad = check_gradients(_negated(hand), mlp_loss, params, data, dtype=dtype, device=device)
     assert not bad.ok and "opposite sign" in diagnosis(bad, "W2"), bad.table()
 
 

@@ -51,6 +51,7 @@ TorchLoss = Callable[..., torch.Tensor]
 Scale = Callable[..., Mapping[str, Any]]
 _TINY = np.finfo(np.float64).tiny
 MAX_KINK_PROBES = 64  # failing elements probed for a kink (six loss evaluations each)
+MAX_KINK_PROBES_SAMPLED = 8  # the same in the sampled method, whose budget is a few dozen evaluations
 # Up to this many parameter elements the check is exhaustive (a Jacobian and a finite
 # difference per element: about 1 s at 1,000); above it, sampled, at linear cost.
 EXHAUSTIVE_MAX = 1000
@@ -159,7 +160,9 @@ def check_gradients(
         suspects = ~(np.abs(hand[name] - auto[name]) <= 2 * t_d)
         for ref in (hand64[name], g64[name]):
             suspects |= ~(np.abs(ref - fd[name]) <= fd_bound[name] + t_64) & np.isfinite(fd_bound[name])
-        kinks = {} if name in flipped else _refine(loss_fn, p64, name, suspects, fd[name], fd_bound[name], fd_apriori)
+        probes = MAX_KINK_PROBES_SAMPLED if sampled else MAX_KINK_PROBES
+        kinks = {} if name in flipped else _refine(loss_fn, p64, name, suspects, fd[name], fd_bound[name], fd_apriori,
+                                                   probes)  # fmt: skip
         differenced = ~np.isnan(fd[name])
         checks: list[ParamCheck] = []
         arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -740,14 +743,18 @@ def _refine(
     fd: np.ndarray,
     fd_bound: np.ndarray,
     fd_error: float,
+    most: int = MAX_KINK_PROBES,
 ) -> dict[tuple[int, ...], Probe]:
     """Probe suspect elements (kinks.probe): sharpen fd where smooth, widen it to [left, right] at kinks.
 
-    Updates `fd` and `fd_bound` in place; returns the kinks found. Probes at most
-    MAX_KINK_PROBES elements (six loss evaluations each); beyond that fd stays as it was.
+    Updates `fd` and `fd_bound` in place; returns the kinks found. Probes at most `most`
+    elements (six loss evaluations each), those already differenced first; beyond that fd
+    stays as it was (and a mismatch there is not excused as a kink).
     """
     found = {}
-    for i in np.argwhere(suspects)[:MAX_KINK_PROBES]:
+    where = np.argwhere(suspects)
+    where = where[np.argsort(np.isnan(fd[suspects]), kind="stable")]
+    for i in where[:most]:
         idx = tuple(int(j) for j in i)
         pr = probe(loss, p64, name, idx, fd_error)
         fd[idx], fd_bound[idx] = pr.value, pr.half_width
