@@ -1,8 +1,11 @@
 """User-style models for measuring the gradient checker: correct hand gradients and planted bugs.
 
-Each model is what a user would hand to `check_gradients`: a NumPy gradient function and a
-PyTorch loss over named parameters. `problem(model, seed, ...)` draws data and parameters,
-optionally at the optimum (where the gradients are tiny and rounding dominates). Shared by
+Each model is what a user would hand to `check_gradients`: a NumPy gradient function (and its
+torch twin, for bfloat16, which NumPy lacks) and a PyTorch loss over named parameters.
+`problem(model, seed, ...)` draws data and parameters, optionally at the optimum (where the
+gradients are tiny and rounding dominates). `large_problem` builds the 10^4 to 10^6 parameter
+cases (a tanh network with cross-entropy, softmax regression), and the planted bugs below them
+change one element, one row, one block, one parameter or every sign. Shared by
 tests/test_gradcheck_measure.py and comparisons/gradcheck_measure.py.
 """
 
@@ -82,18 +85,56 @@ def mlp_loss(p: Params, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return torch.mean((a @ p["w2"] + p["b2"] - Y) ** 2)
 
 
+# The same four derivations in torch, line for line: the hand gradients a bfloat16 check needs.
+def linreg_grad_torch(p: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+    n = X.shape[0]
+    r = X @ p["w"] + p["b"] - Y  # (n,)
+    return {"w": (2.0 / n) * (X.T @ r), "b": (2.0 / n) * torch.sum(r)}
+
+
+def logreg_grad_torch(p: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+    n = X.shape[0]
+    d = (torch.sigmoid(X @ p["w"] + p["b"]) - Y) / n  # (n,)
+    return {"w": X.T @ d + LAM * p["w"], "b": torch.sum(d)}
+
+
+def softmax_grad_torch(p: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+    n = X.shape[0]
+    z = X @ p["W"] + p["b"]  # (n, k)
+    d = (torch.softmax(z, dim=1) - Y) / n  # (n, k)
+    return {"W": X.T @ d, "b": d.sum(dim=0)}
+
+
+def mlp_grad_torch(p: Params, X: torch.Tensor, Y: torch.Tensor) -> Params:
+    n = X.shape[0]
+    z = X @ p["W1"] + p["b1"]  # (n, h)
+    a = torch.relu(z)  # (n, h)
+    r = a @ p["w2"] + p["b2"] - Y  # (n,)
+    dpred = (2.0 / n) * r  # (n,)
+    dz = torch.outer(dpred, p["w2"]) * (z > 0)  # (n, h): relu'(0) = 0, as torch takes it
+    return {"W1": X.T @ dz, "b1": dz.sum(dim=0), "w2": a.T @ dpred, "b2": torch.sum(dpred)}
+
+
 @dataclass(frozen=True)
 class UserModel:
     name: str
     grad: Callable[..., Params]
     loss: Callable[..., torch.Tensor]
+    torch_grad: Callable[..., Params] | None = None
+
+    def hand(self, dtype: str) -> tuple[Callable[..., Params], str]:
+        """(hand gradient, manual_array) for a check in `dtype`: torch for bfloat16, NumPy otherwise."""
+        if dtype == "bfloat16":
+            assert self.torch_grad is not None, f"{self.name} has no torch hand gradient"
+            return self.torch_grad, "torch"
+        return self.grad, "numpy"
 
 
 MODELS = {
-    "linreg": UserModel("linreg", linreg_grad, linreg_loss),
-    "logreg": UserModel("logreg", logreg_grad, logreg_loss),
-    "softmax": UserModel("softmax", softmax_grad, softmax_loss),
-    "mlp": UserModel("mlp", mlp_grad, mlp_loss),
+    "linreg": UserModel("linreg", linreg_grad, linreg_loss, linreg_grad_torch),
+    "logreg": UserModel("logreg", logreg_grad, logreg_loss, logreg_grad_torch),
+    "softmax": UserModel("softmax", softmax_grad, softmax_loss, softmax_grad_torch),
+    "mlp": UserModel("mlp", mlp_grad, mlp_loss, mlp_grad_torch),
 }
 
 
@@ -207,3 +248,122 @@ def transposed(grad: Callable[..., Params], name: str) -> Callable[..., Params]:
 def mlp_kink_bug(p: Params, X: Any, Y: Any) -> Params:
     """relu'(0) taken as 1: differs from torch only where a pre-activation is exactly 0."""
     return mlp_grad(p, X, Y, strict=False)
+
+
+# ---- large problems: 10^4 to 10^6 parameter elements ------------------------------------------
+
+
+def tanh_mlp_grad(p: Params, X: Any, y: Any) -> Params:
+    """Mean cross-entropy of a tanh network, by hand.
+
+    Forward::  H = tanh(X W1 + b1) ;  Z = H W2 + b2 ;  P = softmax(Z) (by row)
+               L = -1/n * sum_i log P[i, y_i]
+    Chain::    dZ = (P - onehot(y)) / n ;  dW2 = H.T dZ ;  db2 = sum_i dZ[i]
+               dZ1 = (dZ W2.T) * (1 - H^2) ;  dW1 = X.T dZ1 ;  db1 = sum_i dZ1[i]
+    Shapes::   X (n, d), y (n,) ints in [0, c), W1 (d, h), b1 (h,), W2 (h, c), b2 (c,)
+    """
+    n = X.shape[0]
+    H = np.tanh(X @ p["W1"] + p["b1"])  # (n, h)
+    Z = H @ p["W2"] + p["b2"]  # (n, c)
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))  # (n, c)
+    dZ = E / E.sum(axis=1, keepdims=True)  # (n, c)
+    dZ[np.arange(n), y] -= 1
+    dZ /= n
+    dZ1 = (dZ @ p["W2"].T) * (1 - H * H)  # (n, h)
+    return {"W1": X.T @ dZ1, "b1": dZ1.sum(axis=0), "W2": H.T @ dZ, "b2": dZ.sum(axis=0)}
+
+
+def tanh_mlp_loss(p: Params, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(torch.tanh(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"], y)
+
+
+LARGE_MODELS = {
+    "tanh_mlp": UserModel("tanh_mlp", tanh_mlp_grad, tanh_mlp_loss),
+    "softmax": UserModel("softmax", softmax_grad, softmax_loss),
+}
+# (model, size) -> (n rows, d inputs, h hidden, c classes); softmax regression has no hidden layer.
+LARGE_SHAPES: dict[tuple[str, str], tuple[int, int, int, int]] = {
+    ("tanh_mlp", "1e4"): (128, 100, 90, 10),  # 10,000 parameters
+    ("tanh_mlp", "1e5"): (256, 256, 375, 10),  # 100,135
+    ("tanh_mlp", "1e6"): (256, 784, 1024, 10),  # 814,090: the issue's 784-1024-10 on a batch of 256
+    ("softmax", "1e4"): (256, 1000, 0, 10),  # 10,010
+    ("softmax", "1e5"): (256, 1000, 0, 100),  # 100,100
+    ("softmax", "1e6"): (256, 1000, 0, 1000),  # 1,001,000
+}
+
+
+def large_problem(model: str, size: str, seed: int) -> tuple[Params, tuple[np.ndarray, np.ndarray]]:
+    """X ~ N(0, 1), W ~ N(0, 1/fan_in), b ~ N(0, 0.1^2); labels uniform (one-hot for softmax)."""
+    n, d, h, c = LARGE_SHAPES[(model, size)]
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))  # (n, d)
+    y = rng.integers(0, c, n)  # (n,)
+    if model == "softmax":
+        p = {"W": rng.standard_normal((d, c)) / np.sqrt(d), "b": 0.1 * rng.standard_normal(c)}
+        return p, (X, np.eye(c)[y])
+    p = {
+        "W1": rng.standard_normal((d, h)) / np.sqrt(d),  # (d, h)
+        "b1": 0.1 * rng.standard_normal(h),  # (h,)
+        "W2": rng.standard_normal((h, c)) / np.sqrt(h),  # (h, c)
+        "b2": 0.1 * rng.standard_normal(c),  # (c,)
+    }
+    return p, (X, y)
+
+
+LARGE_BUGS = ("element x2", "element +1% max", "row off by one", "block zeroed", "sign", "one param x2")
+BLOCK = 16  # rows and columns of the zeroed block (fewer where the matrix is narrower)
+
+
+def large_bug(grad: Callable[..., Params], bug: str, shapes: dict[str, tuple[int, ...]], seed: int) -> tuple[
+    Callable[..., Params], str
+]:  # fmt: skip
+    """The hand gradient with `bug` planted at a place drawn from `seed`, and that place in words.
+
+    element x2        one element of the largest matrix doubled
+    element +1% max   one element of it moved by 0.01 * max |g| of that matrix
+    row off by one    its row i replaced by row i + 1 (an indexing slip)
+    block zeroed      a BLOCK x BLOCK block of it set to 0 (a tile never written)
+    sign              every gradient negated
+    one param x2      one parameter, drawn, doubled
+    """
+    rng = np.random.default_rng(seed)
+    big = max(shapes, key=lambda k: int(np.prod(shapes[k])))
+    rows, cols = shapes[big]
+    r, c = int(rng.integers(rows)), int(rng.integers(cols))
+
+    def change(g: Params) -> Params:
+        g = dict(g)
+        m = g[big].copy()
+        if bug == "element x2":
+            m[r, c] *= 2
+        elif bug == "element +1% max":
+            m[r, c] += 0.01 * np.max(np.abs(m))
+        elif bug == "row off by one":
+            m[min(r, rows - 2)] = m[min(r, rows - 2) + 1]
+        elif bug == "block zeroed":
+            r0, c0 = min(r, rows - BLOCK), min(c, max(cols - BLOCK, 0))
+            m[r0 : r0 + BLOCK, c0 : c0 + BLOCK] = 0
+        elif bug == "sign":
+            return {k: -v for k, v in g.items()}
+        elif bug == "one param x2":
+            return {**g, name: 2 * g[name]}
+        else:
+            raise ValueError(f"bug must be one of {LARGE_BUGS}; got {bug!r}")
+        g[big] = m
+        return g
+
+    name = sorted(shapes)[int(rng.integers(len(shapes)))]
+    r0, c0 = min(r, rows - BLOCK), min(c, max(cols - BLOCK, 0))
+    where = {
+        "element x2": f"{big}[{r}, {c}]",
+        "element +1% max": f"{big}[{r}, {c}]",
+        "row off by one": f"{big} row {min(r, rows - 2)}",
+        "block zeroed": f"{big}[{r0}:{r0 + BLOCK}, {c0}:{c0 + BLOCK}]",
+        "sign": "all",
+        "one param x2": name,
+    }[bug]
+
+    def bugged(p: Params, X: Any, Y: Any) -> Params:
+        return change(grad(p, X, Y))
+
+    return bugged, where

@@ -115,3 +115,12 @@ def test_bad_options_exit_2_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and named in err[0]
     assert not out.exists()
+
+
+def test_without_jax_its_column_says_not_installed(bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "jax_version", lambda: None)
+    out = tmp_path / "checker_bench.md"
+    assert bench.main(["--sizes", "8-8-3@16", "--dtypes", "float64", "--tools", "jax", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "jax not installed" in text
+    assert all(row["jax check_grads rev"] == "not installed" for row in rows(text).values())

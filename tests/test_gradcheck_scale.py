@@ -325,3 +325,17 @@ def test_unknown_dtype_names_the_choices() -> None:
 
 def test_exhaustive_limit_is_where_the_docs_say() -> None:
     assert gradcheck.EXHAUSTIVE_MAX == 1000
+
+
+def test_model_check_table_rows_describe_one_element_each() -> None:
+    """`gradtwin check --model` rows: ok is 'abs err <= tolerance' at the element shown."""
+    from gradtwin.models import MODELS
+    from gradtwin.parity.compare import format_table, worst
+    from gradtwin.parity.model_check import check_model
+
+    checks = worst(check_model(MODELS["mlp"], 3, "float32", "cpu", 0))
+    for c in checks:
+        assert c.ok == (c.worst_err <= c.tol), c
+        assert c.worst_err == pytest.approx(abs(c.a - c.b))
+    header = format_table(checks).splitlines()[0].split()
+    assert header[:7] == ["comparison", "param", "ok", "worst", "at", "abs", "err"]
