@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from gradtwin.parity.noise import sigma_of
 from gradtwin.parity.rounding import unit_roundoff
 
 
@@ -46,22 +48,24 @@ def directional(
     params: dict[str, np.ndarray],
     direction: dict[str, np.ndarray],
     loss_error: float,
+    n_terms: int,
 ) -> tuple[float, float]:
     """The central difference of `loss` along `direction` (keyed like params), and its error bound.
 
-    D(h) = (L(p + h d) - L(p - h d)) / (2h) with h = u^(1/3) estimates d . grad L; its error is
-    at most loss_error / h (rounding) plus twice Richardson's |D(h) - D(2h)| / 3 (truncation),
-    as for one element. Scale `direction` as fd_step does.
+    Nine values L(p + i h d), i = -4..4, h = u^(1/3), give D(h) = (L(h) - L(-h)) / (2h), an
+    estimate of d . grad L, and from the same values the loss's rounding noise sigma along
+    this very line (ECnoise, `noise.sigma_of`): a loss that rounds in steps too coarse for
+    part of the move (a log1p(e^z) of 1e-14 whose slope lies below the ulp of 1) shows there
+    and nowhere else. The bound is max(loss_error, 2 sqrt(3 n_terms) sigma) / h (rounding)
+    plus twice Richardson's |D(h) - D(2h)| / 3 (truncation). Scale `direction` as fd_step does.
     """
     h = unit_roundoff(np.float64) ** (1.0 / 3.0)
     base = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-
-    def along(t: float) -> float:
-        return float(loss({k: v + t * direction[k] for k, v in base.items()}))
-
-    d1 = (along(h) - along(-h)) / (2.0 * h)
-    d2 = (along(2 * h) - along(-2 * h)) / (4.0 * h)
-    return d1, loss_error / h + 2.0 * abs(d1 - d2) / 3.0
+    values = np.array([float(loss({k: v + i * h * direction[k] for k, v in base.items()})) for i in range(-4, 5)])
+    d1 = (values[5] - values[3]) / (2.0 * h)
+    d2 = (values[6] - values[2]) / (4.0 * h)
+    error = max(loss_error, 2.0 * math.sqrt(3.0 * n_terms) * sigma_of(values))
+    return d1, error / h + 2.0 * abs(d1 - d2) / 3.0
 
 
 def fd_step(p: Any, dtype: Any = np.float64) -> np.ndarray:

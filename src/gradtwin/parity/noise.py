@@ -45,10 +45,15 @@ def _noise_along(
     values = np.array(
         [loss({k: v + (i - POINTS // 2) * direction[k] for k, v in params.items()}) for i in range(POINTS)]
     )
+    return sigma_of(values)
+
+
+def sigma_of(values: np.ndarray) -> float:
+    """ECnoise's estimate from equally spaced values: the largest sigma_k over k = 3..6 (inf if any is not finite)."""
     if not np.all(np.isfinite(values)):
         return math.inf
     sigma = 0.0
-    diff = values
+    diff = np.asarray(values, dtype=np.float64)
     for k in range(1, 7):
         diff = np.diff(diff)
         if k >= 3:
