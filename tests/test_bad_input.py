@@ -22,6 +22,8 @@ from gradtwin.cli import main
 from gradtwin.errors import DataError, DataTypeError, DivergedError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
 from gradtwin.models import get_model
+from gradtwin.parity.function_check import check_function
+from gradtwin.parity.gradcheck import check_gradients
 from gradtwin.training.factory import make_engine
 from gradtwin.training.loop import train
 
@@ -50,6 +52,20 @@ class Lib:
     raises: type[BaseException]
     says: str
     one_line: bool = True  # scikit-learn's own refusals, kept for its conformance suite, may run on
+
+
+def _linreg_grad(p: dict[str, Any], X: Any, Y: Any) -> dict[str, Any]:
+    r = X @ p["w"] + p["b"] - Y
+    return {"w": 2 / len(Y) * X.T @ r, "b": 2 / len(Y) * r.sum()}
+
+
+def _linreg_loss(p: dict[str, torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    return torch.mean((X @ p["w"] + p["b"] - Y) ** 2)
+
+
+_RNG = np.random.default_rng(0)
+_CHECKED = (_linreg_grad, _linreg_loss, {"w": np.ones(2), "b": np.array(0.5)},
+            (_RNG.standard_normal((6, 2)), _RNG.standard_normal(6)))  # fmt: skip
 
 
 def _train(*argv: str) -> list[str]:
@@ -302,9 +318,15 @@ CLI_CASES = [
     ),
     Cli(
         "--dtype other than float32, float64",
-        ["check", "--dtype", "float16"],
+        ["train", "--dtype", "float16"],
         2,
-        r"gradtwin check: error: argument --dtype: invalid choice: 'float16' \(choose from '?float32'?, '?float64'?\)$",
+        r"gradtwin train: error: argument --dtype: invalid choice: 'float16' \(choose from '?float32'?, '?float64'?\)$",
+    ),
+    Cli(
+        "`gradtwin check --model linear --dtype bfloat16`",
+        ["check", "--model", "linear", "--dtype", "bfloat16"],
+        2,
+        r"gradtwin: --dtype bfloat16 checks your own file \(--file\); the built-in models run in float32 or float64$",
     ),
     Cli(
         "--header other than auto, yes, no",
@@ -586,6 +608,54 @@ LIB_CASES = [
         lambda: make_engine("manual", get_model("linear1d"), dtype="float16"),
         UsageError,
         r"dtype must be one of float32, float64; got 'float16'$",
+    ),
+    Lib(
+        "check_gradients with an unknown dtype or method",
+        lambda: check_gradients(*_CHECKED, dtype="half"),
+        UsageError,
+        r"dtype must be one of float32, float64, float16, bfloat16; got 'half'$",
+    ),
+    Lib(
+        "check_gradients with an unknown dtype or method",
+        lambda: check_gradients(*_CHECKED, method="fast"),
+        UsageError,
+        r"method must be one of auto, exhaustive, sampled; got 'fast'$",
+    ),
+    Lib(
+        "check_gradients in bfloat16 with NumPy hand code",
+        lambda: check_gradients(*_CHECKED, dtype="bfloat16"),
+        UsageError,
+        r"dtype 'bfloat16' has no NumPy type: pass params as torch tensors \(or manual_array='torch'\) and return "
+        r"torch tensors from manual_gradients$",
+    ),
+    Lib(
+        "a torch hand gradient in another dtype or on another device",
+        lambda: check_gradients(
+            lambda p, X, Y: {k: torch.zeros(np.shape(v), dtype=torch.float64) for k, v in p.items()},
+            _CHECKED[1],
+            {k: torch.tensor(v) for k, v in _CHECKED[2].items()},
+            _CHECKED[3],
+            dtype="float32",
+        ),
+        UsageError,
+        r"manual_gradients\(\)\['w'\] must be a tensor of dtype torch.float32 on cpu, like its inputs; got "
+        r"torch.float64 on cpu$",
+    ),
+    Lib(
+        "a loss that overflows float16",
+        lambda: check_gradients(
+            _CHECKED[0], lambda p, X, Y: 1e6 * _CHECKED[1](p, X, Y), *_CHECKED[2:], dtype="float16"
+        ),
+        UsageError,
+        r"torch_loss in float16 is inf: a value overflows float16's range \(65504\); scale the data or check in "
+        r"float32$",
+    ),
+    Lib(
+        "check_function whose fn has no hand-written backward",
+        lambda: check_function(lambda x: x + 1.0, torch.ones(3, requires_grad=True)),
+        UsageError,
+        r"fn must be the apply of a torch.autograd.Function with a hand-written backward; its outputs' graph has "
+        r"none \(grad_fn AddBackward0\)$",
     ),
 ]
 

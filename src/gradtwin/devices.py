@@ -37,13 +37,13 @@ def check_dtype(dtype: str, half: bool = False) -> str:
     return dtype
 
 
-def resolve_device(name: str, dtype: str = "float64") -> torch.device:
+def resolve_device(name: str, dtype: str = "float64", half: bool = False) -> torch.device:
     """'auto' -> cuda if available else cpu; refuse devices that cannot run `dtype`.
 
     mps (Apple GPUs) has no float64 arithmetic, so float64 there is refused up front
-    rather than failing inside a kernel.
+    rather than failing inside a kernel. `half` admits float16 and bfloat16 (the checker's).
     """
-    check_dtype(dtype, half=True)
+    check_dtype(dtype, half)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

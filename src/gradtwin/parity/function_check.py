@@ -112,7 +112,7 @@ def check_function(
     home = _one_device(args)
     first = next(x.dtype for x in args if isinstance(x, torch.Tensor) and x.is_floating_point())
     dt = _dtype_name(dtype if dtype is not None else first)
-    dev = resolve_device(device if device is not None else str(home), dt)
+    dev = resolve_device(device if device is not None else str(home), dt, half=True)
     torch_dtype(dt, half=True)  # refuse an unsupported dtype before running anything
 
     with torch.enable_grad():

@@ -104,7 +104,7 @@ def check_gradients(
     if method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     p64, d64 = _as_params(params), _as_data(data)
-    dev = resolve_device(device, dtype)
+    dev = resolve_device(device, dtype, half=True)
     size = sum(v.size for v in p64.values())
     sampled = method == "sampled" or (method == "auto" and size > EXHAUSTIVE_MAX)
     K = n_terms if n_terms is not None else sum(x.size for x in d64) + size
