@@ -57,11 +57,13 @@ def directional(
     this very line (ECnoise, `noise.sigma_of`): a loss that rounds in steps too coarse for
     part of the move (a log1p(e^z) of 1e-14 whose slope lies below the ulp of 1) shows there
     and nowhere else. The bound is max(loss_error, 2 sqrt(3 n_terms) sigma) / h (rounding)
-    plus twice Richardson's |D(h) - D(2h)| / 3 (truncation). Scale `direction` as fd_step does.
+    plus twice Richardson's |D(h) - D(2h)| / 3 (truncation). Scale `direction` as fd_step does;
+    parameters it does not name stay where they are.
     """
     h = unit_roundoff(np.float64) ** (1.0 / 3.0)
     base = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    values = np.array([float(loss({k: v + i * h * direction[k] for k, v in base.items()})) for i in range(-4, 5)])
+    values = np.array([float(loss({k: v + i * h * direction[k] if k in direction else v for k, v in base.items()}))
+                       for i in range(-4, 5)])  # fmt: skip
     d1 = (values[5] - values[3]) / (2.0 * h)
     d2 = (values[6] - values[2]) / (4.0 * h)
     error = max(loss_error, 2.0 * math.sqrt(3.0 * n_terms) * sigma_of(values))

@@ -157,6 +157,11 @@ def check_gradients(
                               {k: tol(bound64, "float64", k) for k in p64})  # fmt: skip
             fd, fd_bound = _sampled_differences(loss_fn, p64, only, fd_error, K + ROUNDING_OPS)
             rng = np.random.default_rng(seed + 1)
+            t64 = {k: tol(bound64, "float64", k) for k in p64}
+            d_all = {k: _direction(rng, v) for k, v in p64.items()}
+            overall = _project(loss_fn, p64, d_all, {"hand": hand64, "autograd": g64}, t64, fd_error, K + ROUNDING_OPS,
+                               label, "all")  # fmt: skip
+            per_tensor = not overall[-1].ok  # autograd's projection disagrees: look at each parameter
         else:
             fd_error = max(fd_apriori, 2.0 * math.sqrt(3.0 * (K + ROUNDING_OPS)) * loss_noise(loss_fn, p64))
             fd, fd_bound = finite_differences(loss_fn, p64, fd_error)
@@ -166,7 +171,7 @@ def check_gradients(
         for name in p64:
             t_d, t_64 = tol(bound, dtype, name), tol(bound64, "float64", name)
             along: list[ParamCheck] = []
-            if sampled:
+            if sampled and per_tensor:
                 grads = {"hand": hand64[name], "autograd": g64[name]}
                 along, drill = _directional_checks(
                     loss_fn, p64, name, grads, t_64, fd_error, K + ROUNDING_OPS, rng, label
@@ -233,7 +238,13 @@ def check_gradients(
             report = _param_report(name, p64[name].shape, checks, bad, values, ref_tol, name in flipped, kinks,
                                    allow_kinks, d64, arrays)  # fmt: skip
             params_out.append(report)
+        if sampled:
+            if per_tensor and all(c.ok for p in params_out for c in p.checks if "direction" in c.comparison):
+                overall = [_excused(c) for c in overall]
+            directions[:] = overall
         return params_out, excused, flat
+
+    directions: list[ParamCheck] = []
 
     params_out, excused, flat = referee(None)
     if sampled and _referee_failed(params_out):
@@ -257,7 +268,7 @@ def check_gradients(
         *excused,
     ]
     return GradientReport(
-        ok=all(p.ok for p in params_out) and all(c.ok for c in loss_checks),
+        ok=all(p.ok for p in params_out) and all(c.ok for c in [*loss_checks, *directions]),
         dtype=dtype,
         device=str(dev),
         params=params_out,
@@ -265,6 +276,7 @@ def check_gradients(
         diagnoses=_report_diagnoses(params_out),
         notes=notes,
         method="sampled" if sampled else "exhaustive",
+        directions=directions,
     )
 
 
@@ -386,6 +398,43 @@ def _fd_sample(
     return out
 
 
+def _direction(rng: np.random.Generator, p: np.ndarray) -> np.ndarray:
+    """d_k = +-max(1, |p_k|): a random direction on the per-element step's scale."""
+    return rng.choice([-1.0, 1.0], size=p.shape) * np.maximum(1.0, np.abs(p))
+
+
+def _project(
+    loss: Callable[[dict[str, np.ndarray]], float],
+    p64: dict[str, np.ndarray],
+    d: dict[str, np.ndarray],
+    grads: dict[str, dict[str, np.ndarray]],
+    t_64: dict[str, np.ndarray],
+    fd_error: float,
+    n_terms: int,
+    label: str,
+    name: str,
+) -> list[ParamCheck]:
+    """Each float64 gradient (hand, autograd) projected on `d` (the tensors it moves), against
+    finite differences along d (nine loss evaluations).
+
+    The projection d . g errs by at most sum_k |d_k| t_k (each element's rounding) plus
+    gamma(size) sum_k |d_k g_k| (the dot product). A loss exactly flat along d resolves
+    nothing: the bound is then inf.
+    """
+    value, fd_bound = directional(loss, p64, d, fd_error, n_terms)
+    if value == 0.0:
+        fd_bound = math.inf
+    g_bound = rounding_bound("float64", sum(v.size for v in d.values())).gamma
+    out = []
+    for who, g in grads.items():
+        proj = sum(float(np.sum(v * g[k])) for k, v in d.items())
+        t = fd_bound + sum(float(np.sum(np.abs(v) * t_64[k])) for k, v in d.items())
+        t += g_bound * sum(float(np.sum(np.abs(v * g[k]))) for k, v in d.items())
+        title = label if who == "hand" else who
+        out.append(compare(f"{title} float64 vs finite diff along a random direction", name, proj, value, t))
+    return out
+
+
 def _directional_checks(
     loss: Callable[[dict[str, np.ndarray]], float],
     p64: dict[str, np.ndarray],
@@ -397,28 +446,13 @@ def _directional_checks(
     rng: np.random.Generator,
     label: str,
 ) -> tuple[list[ParamCheck], list[tuple[int, ...]]]:
-    """Each float64 gradient of params[name] projected on one random direction d, against finite
-    differences along it (nine loss evaluations per parameter); and, if one disagrees, the
-    elements to difference one by one where autograd's projection disagrees (DRILL with the
-    largest |d_k g_k| and DRILL random ones): they tell a real disagreement from a loss that
-    rounds too coarsely along d.
-
-    d_k = +-max(1, |p_k|) (the per-element step's scale); the projection d . g errs by at most
-    sum_k |d_k| t_k (each element's rounding) + gamma(size) sum_k |d_k g_k| (the dot product).
-    A loss exactly flat along d (equal values at every point) resolves nothing: the bound is inf.
-    """
-    d = rng.choice([-1.0, 1.0], size=p64[name].shape) * np.maximum(1.0, np.abs(p64[name]))
-    line = {k: (d if k == name else np.zeros(v.shape)) for k, v in p64.items()}
-    value, fd_bound = directional(loss, p64, line, fd_error, n_terms)
-    if value == 0.0:
-        fd_bound = math.inf
-    g_bound = rounding_bound("float64", d.size).gamma
-    out = []
-    for who, g in grads.items():
-        proj = float(np.sum(d * g))
-        t = fd_bound + float(np.sum(np.abs(d) * t_64)) + g_bound * float(np.sum(np.abs(d * g)))
-        title = label if who == "hand" else who
-        out.append(compare(f"{title} float64 vs finite diff along a random direction", name, proj, value, t))
+    """The projections of params[name]'s gradients on a random direction of that parameter alone;
+    and, where autograd's disagrees, the elements to difference one by one (DRILL with the largest
+    |d_k g_k| and DRILL random ones): they tell a real disagreement from a loss that rounds too
+    coarsely along d."""
+    d = _direction(rng, p64[name])
+    out = _project(loss, p64, {name: d}, {k: {name: g} for k, g in grads.items()}, {name: t_64}, fd_error, n_terms,
+                   label, name)  # fmt: skip
     if out[-1].ok:  # autograd's projection agrees: a hand one that does not is the hand's mistake
         return out, []
     flat = np.abs(d * grads["autograd"]).reshape(-1)

@@ -67,10 +67,11 @@ class GradientReport:
     diagnoses: list[str]
     notes: list[str]
     method: str = "exhaustive"
+    directions: list[ParamCheck] = field(default_factory=list)  # the sampled method's projections of all
 
     def checks(self) -> list[ParamCheck]:
-        """Every comparison made: the loss first, then each parameter's."""
-        return [*self.loss, *(c for p in self.params for c in p.checks)]
+        """Every comparison made: the loss first, then each parameter's, then the projections of all."""
+        return [*self.loss, *(c for p in self.params for c in p.checks), *self.directions]
 
     def table(self) -> str:
         """The report as a fixed-width table with the diagnoses below it."""
@@ -91,6 +92,9 @@ class GradientReport:
         ]
         rows += [(f"loss ({c.comparison})", "yes" if c.ok else "NO", "-", f"{c.a:.9g}", f"{c.b:.9g}", "-",
                   f"{c.worst_err:.3g}", f"{c.max_rel_err:.3g}", f"{c.tol:.3g}") for c in self.loss]  # fmt: skip
+        rows += [(f"all ({c.comparison.split(' float64')[0]}, along d)", "yes" if c.ok else "NO", "random direction",
+                  f"{c.a:.9g}", "-", f"{c.b:.9g}", f"{c.worst_err:.3g}", f"{_relative(c):.3g}", f"{c.tol:.3g}")
+                 for c in self.directions]  # fmt: skip
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [f"gradient check, {self.dtype} on {self.device}: {'all agree' if self.ok else 'MISMATCH'}"]
         lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
@@ -122,3 +126,9 @@ def _worst_lines(p: ParamReport) -> list[str]:
     lines = [f"  {p.n_bad} of {p.size} elements of {p.name} disagree ({share:.3g} %); worst in {p.comparison}:"]
     lines += [f"    {list(e.index)}: {e.a:.9g} vs {e.b:.9g}, err {e.err:.3g}, tolerance {e.tol:.3g}" for e in p.worst]
     return lines
+
+
+def _relative(c: ParamCheck) -> float:
+    """|a - b| against the larger of the two: a projection near zero must not print 1e+296."""
+    big = max(abs(c.a), abs(c.b))
+    return c.worst_err / big if big > 0 else 0.0
