@@ -321,6 +321,12 @@ def test_float16_overflow_is_a_clear_error_not_a_nan() -> None:
         check_gradients(mlp_grad, lambda p, X, Y: 1e6 * mlp_loss(p, X, Y), params, (X, Y), dtype="float16")
 
 
+def test_inputs_beyond_float16s_range_are_refused() -> None:
+    params, (X, Y) = mlp_problem(8, 3, 4, 2)
+    with pytest.raises(UsageError, match=r"data\[0\] holds values up to 100000, beyond float16's range \(65504\)"):
+        check_gradients(mlp_grad, mlp_loss, params, (1e5 * np.sign(X), Y), dtype="float16")
+
+
 def test_unknown_dtype_names_the_choices() -> None:
     params, data = mlp_problem(8, 3, 4, 2)
     with pytest.raises(UsageError, match="dtype must be one of float32, float64, float16, bfloat16; got 'half'"):

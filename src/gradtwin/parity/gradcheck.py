@@ -105,6 +105,8 @@ def check_gradients(
         raise UsageError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     p64, d64 = _as_params(params), _as_data(data)
     dev = resolve_device(device, dtype, half=True)
+    if dtype in HALF:
+        _fits(dtype, {**{f"params[{k!r}]": v for k, v in p64.items()}, **{f"data[{i}]": x for i, x in enumerate(d64)}})
     size = sum(v.size for v in p64.values())
     sampled = method == "sampled" or (method == "auto" and size > EXHAUSTIVE_MAX)
     K = n_terms if n_terms is not None else sum(x.size for x in d64) + size
@@ -601,6 +603,18 @@ def _as_data_array(value: Any, what: str) -> np.ndarray:
     if arr.dtype.kind in "iub":
         return arr.astype(np.int64)
     return _to_float64(arr, what)
+
+
+def _fits(dtype: str, arrays: dict[str, np.ndarray]) -> None:
+    """Refuse inputs that the half-precision dtype cannot hold: they would become inf, then NaN."""
+    top = float(torch.finfo(torch_dtype(dtype, half=True)).max)
+    for what, x in arrays.items():
+        biggest = float(np.max(np.abs(x), initial=0.0)) if x.dtype.kind == "f" else 0.0
+        if biggest > top:
+            raise UsageError(
+                f"{what} holds values up to {biggest:.6g}, beyond {dtype}'s range ({top:.6g}); scale it or check in "
+                "float32"
+            )
 
 
 def _cast(x: np.ndarray, dtype: str) -> np.ndarray:
