@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,10 +97,26 @@ def format_table(checks: list[ParamCheck]) -> str:
         )
         for c in checks
     ]
+    return "\n".join(fixed_width(header, rows))
+
+
+def fixed_width(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The header, a rule of dashes and the rows, each column as wide as its widest cell."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return lines
+
+
+class JsonReport:
+    """to_dict and to_json for a report dataclass; NaN and infinities become None (JSON has no NaN)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = finite_or_none(asdict(self))  # type: ignore[call-overload]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
 def to_json(checks: list[ParamCheck]) -> str:

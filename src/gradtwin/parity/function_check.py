@@ -18,9 +18,8 @@ through `fn`'s own backward, and finite differences in float64 are the only refe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 
 from gradtwin.devices import resolve_device, torch_dtype
 from gradtwin.errors import UsageError
-from gradtwin.parity.compare import ParamCheck, compare, finite_or_none
+from gradtwin.parity.compare import JsonReport, ParamCheck, compare, fixed_width
 from gradtwin.parity.gradcheck import GradientReport, check_gradients, underflow_floor
 from gradtwin.parity.rounding import ROUNDING_OPS, rounding_bound, unit_roundoff
 
@@ -37,7 +36,7 @@ _NO_REFEREE = "autograd of torch_loss disagrees with finite differences"
 
 
 @dataclass
-class FunctionReport:
+class FunctionReport(JsonReport):
     """The forward comparisons (fn vs reference, one per output), then the gradient check of every input."""
 
     ok: bool
@@ -57,22 +56,12 @@ class FunctionReport:
                  f"{c.b:.9g}", f"{c.worst_err:.3g}", f"{c.tol:.3g}")
                 for c in self.forward
             ]  # fmt: skip
-            widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-            table = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-            lines += ["forward:", table[0], "  ".join("-" * w for w in widths), *table[1:]]
+            lines += ["forward:", *fixed_width(header, rows[1:])]
         lines += [f"note: {n}" for n in self.notes]
         lines += ["", self.gradients.table()]
         return "\n".join(lines)
 
     __str__ = table
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as plain data; NaN and infinities become None."""
-        out: dict[str, Any] = finite_or_none(asdict(self))
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
 def check_function(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from gradtwin.parity.compare import ParamCheck, finite_or_none
+from gradtwin.parity.compare import JsonReport, ParamCheck, fixed_width
 
 SHOWN = 5  # worst elements listed per parameter that disagrees
 
@@ -56,7 +54,7 @@ class ParamReport:
 
 
 @dataclass
-class GradientReport:
+class GradientReport(JsonReport):
     """The whole check: one ParamReport per parameter, the forward value if given, and notes."""
 
     ok: bool
@@ -95,10 +93,8 @@ class GradientReport:
         rows += [(f"all ({c.comparison.split(' float64')[0]}, along d)", "yes" if c.ok else "NO", "random direction",
                   f"{c.a:.9g}", "-", f"{c.b:.9g}", f"{c.worst_err:.3g}", f"{_relative(c):.3g}", f"{c.tol:.3g}")
                  for c in self.directions]  # fmt: skip
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [f"gradient check, {self.dtype} on {self.device}: {'all agree' if self.ok else 'MISMATCH'}"]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
-        lines.insert(2, "  ".join("-" * w for w in widths))
+        lines += fixed_width(header, rows)
         for p in self.params:
             if not p.ok:
                 lines.append(f"{p.name}: worst in {p.comparison}; {p.diagnosis}")
@@ -108,14 +104,6 @@ class GradientReport:
         return "\n".join(lines)
 
     __str__ = table
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as plain data; NaN and infinities become None."""
-        out: dict[str, Any] = finite_or_none(asdict(self))
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
 def _worst_lines(p: ParamReport) -> list[str]:
