@@ -798,6 +798,7 @@ def test_command_line_bad_input(
     lines = err.splitlines()
     assert len(lines) == 1, f"expected one line on stderr; got {err!r}"
     assert re.match(case.says, lines[0]), f"{lines[0]!r} does not match {case.says!r}"
+    assert _as_documented(case.input, lines[0])
     assert "nan" not in re.findall(r"[a-z]+", out.lower()) and "inf" not in re.findall(r"[a-z]+", out.lower())
     # nothing written, nothing overwritten, no temporary file left beside the outputs
     assert _snapshot(tmp_path) == before
@@ -808,6 +809,7 @@ def test_library_bad_input(case: Lib) -> None:
     with pytest.raises(case.raises) as raised:
         case.call()
     assert re.search(case.says, str(raised.value)), f"{raised.value!s} does not match {case.says!r}"
+    assert _as_documented(case.input, f"{type(raised.value).__name__}: {raised.value}")
     assert "\n" not in str(raised.value) or not case.one_line
 
 
@@ -824,6 +826,48 @@ def _doc_rows() -> dict[str, str]:
         elif in_table and not set(cells[0]) <= {"-"}:
             rows[cells[0]] = cells[-1]
     return rows
+
+
+def _doc_patterns() -> dict[str, list[str]]:
+    """input -> the messages its row shows (each text in backticks), as regular expressions (`_pattern`)."""
+    patterns: dict[str, list[str]] = {}
+    in_table = False
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if not cells:
+            in_table = False
+        elif cells[0] == "input":
+            in_table = True
+        elif in_table and not set(cells[0]) <= {"-"}:
+            said = "|".join(cells[1:-1]).replace("\\|", "|")
+            patterns[cells[0]] = [_pattern(shown) for shown in re.findall(r"`([^`]+)`", said)]
+    return patterns
+
+
+def _pattern(shown: str) -> str:
+    """The words exactly; a placeholder (`<file>`), a quoted value, a number, nan, inf or None as an
+    example of its kind; `...` for the rest of a long message."""
+    value = r"'[^']*'|(?<![\w.])(?:[-+]?\d[\d.e+-]*|-?inf|nan|None)(?![\w])"
+    parts = re.split(rf"(<[a-z ]+>|\s*\.\.\.|{value})", shown)
+
+    def regex(part: str) -> str:
+        if part.startswith("<"):
+            return ".+?"
+        if part.strip() == "...":
+            return ".*"
+        if part.startswith("'"):
+            return "'[^']*'"
+        return r"\S+" if re.fullmatch(value, part) else re.escape(part)
+
+    return "".join(regex(p) for p in parts)
+
+
+def _as_documented(row: str, said: str) -> bool:
+    """Whether `said` is a message the catalogue shows for `row`: the code's words, not a paraphrase."""
+    shown = _doc_patterns().get(row, [])
+    assert shown, f"the catalogue row {row!r} shows no message in backticks"
+    assert any(re.fullmatch(p, said, re.S) for p in shown), f"README shows {shown} for {row!r}; the code says {said!r}"
+    return True
 
 
 def test_every_catalogue_row_has_a_test_and_every_test_a_row() -> None:
@@ -845,3 +889,11 @@ def test_object_arrays_of_numbers_and_integers_are_accepted_as_float64() -> None
     assert data.X.dtype == np.float64 and data.Y.dtype == np.float64
     np.testing.assert_array_equal(data.X, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(data.Y, [1.0, 0.0, 1.0])
+
+
+def test_the_catalogue_check_catches_a_paraphrase() -> None:
+    """The drift issue 15 found: a row listing one model where the code lists seven does not pass."""
+    said = "gradtwin: model must be one of linear1d, linear, logistic; got 'quadratic'"
+    assert re.fullmatch(_pattern("gradtwin: model must be one of linear1d; got 'quadratic'"), said) is None
+    assert re.fullmatch(_pattern("gradtwin: model must be one of linear1d, linear, logistic; got 'x'"), said)
+    assert re.fullmatch(_pattern("gradtwin: <file>:<line>: X is 'nan'"), "gradtwin: a.csv:3: X is '-inf'")

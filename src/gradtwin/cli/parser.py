@@ -78,14 +78,21 @@ def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
     p.add_argument(
         "--lr", type=positive_float, default=None, help="learning rate, a positive finite number (default: the model's)"
     )
-    p.add_argument("--iterations", type=positive_int, default=None, help="iteration budget (default: the model's)")
+    p.add_argument(
+        "--iterations", type=positive_int, default=None, help="gradient steps to take at most (default: the model's)"
+    )
     p.add_argument("--hidden", type=positive_int, default=None, help="mlp only: hidden units (default 32)")
     p.add_argument("--activation", default=None, help="mlp only: tanh, relu or sigmoid (default: the model's)")
     p.add_argument("--target-loss", type=nonnegative_float, default=None, help="stop once the loss is at or below this")
     p.add_argument(
         "--seed", type=nonnegative_int, default=None, help="start from seeded random parameters (default: zeros)"
     )
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float64",
+        help="precision of the data, parameters and arithmetic of both twins (default float64)",
+    )
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument(
         "--array",
@@ -123,18 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", metavar="FILE.png", help="draw both loss curves and their difference")
 
     tr = sub.add_parser("train", help="train one twin")
-    tr.add_argument("--engine", choices=ENGINES, default="manual", help="(default manual)")
+    tr.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="manual",
+        help="manual: hand-derived gradients; autograd: PyTorch's; exact: the closed form (linear models) "
+        "(default manual)",
+    )
     _add_run_options(tr)
     tr.add_argument("--history", metavar="FILE.csv", help="write the recorded history as CSV")
 
     sw = sub.add_parser("sweep", help="final loss, stability and convergence rate at many lrs (exact engine)")
     sw.add_argument("--model", default="linear", help="linear1d or linear (default linear)")
-    sw.add_argument("--lr-min", type=float, default=None, help="smallest lr (default 0.01 x the stable bound)")
-    sw.add_argument("--lr-max", type=float, default=None, help="largest lr (default 1.2 x the stable bound)")
+    sw.add_argument(
+        "--lr-min", type=float, default=None, help="smallest learning rate swept (default 0.01 x the stable bound)"
+    )
+    sw.add_argument(
+        "--lr-max", type=float, default=None, help="largest learning rate of the sweep (default 1.2 x the stable bound)"
+    )
     sw.add_argument("--lrs", type=int, default=200, help="how many learning rates, log-spaced (default 200)")
     sw.add_argument("--iterations", type=int, default=300, help="iterations at each lr (default 300)")
     sw.add_argument("--seed", type=int, default=None, help="start from seeded random parameters (default: zeros)")
-    sw.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="(default float64)")
+    sw.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float64",
+        help="precision of the closed-form trajectories (default float64)",
+    )
     sw.add_argument("--plot", metavar="FILE.png", help="draw the final loss against the learning rate")
     sw.add_argument("--json", action="store_true", help="print the sweep as JSON")
     sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
