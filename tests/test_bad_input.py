@@ -102,6 +102,12 @@ def _interrupt(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     monkeypatch.setattr("gradtwin.cli.commands.train", interrupted)
 
 
+def _cpu_only_torch_with_driver(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    monkeypatch.setattr("gradtwin.devices.nvidia_driver", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+
+
 _OK = "x,y\n1,2\n2,4\n3,7\n"
 _CUDA = "CUDA is available here" if CUDA else None
 _MPS = "MPS is available here" if torch.backends.mps.is_available() else None
@@ -353,7 +359,16 @@ CLI_CASES = [
         ["train", "--device", "cuda"],
         2,
         r"gradtwin: device 'cuda' requested but CUDA is not available here$",
+        setup=lambda mp, _: mp.setattr("gradtwin.devices.nvidia_driver", lambda: False),
         skip=_CUDA,
+    ),
+    Cli(
+        "cuda with a CPU-only torch on a machine with an NVIDIA driver",
+        ["train", "--device", "cuda"],
+        2,
+        r"gradtwin: device 'cuda' requested but this torch \(.+\) is a CPU-only build on a machine with an NVIDIA "
+        r"driver; install the CUDA build of the same version with: make gpu$",
+        setup=_cpu_only_torch_with_driver,
     ),
     Cli(
         "cuda:N beyond the GPUs there are",

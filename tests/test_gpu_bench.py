@@ -68,3 +68,35 @@ def test_gpu_check_without_cuda_says_so_and_exits_0() -> None:
     assert run.stdout.strip().splitlines() == [
         "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); nothing run"
     ]
+
+
+@pytest.mark.skipif(CUDA, reason="checks the behaviour without CUDA")
+@pytest.mark.parametrize("require", [False, True])
+def test_gpu_check_that_should_have_a_gpu_fails_having_run_nothing(tmp_path: Path, require: bool) -> None:
+    """An NVIDIA driver (here a stand-in nvidia-smi) with a torch that cannot use it, or GPU_CHECK_REQUIRE=1:
+    exit 1, never a green run that checked nothing."""
+    env = {"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    if require:
+        env["GPU_CHECK_REQUIRE"] = "1"
+    else:
+        smi = tmp_path / "nvidia-smi"
+        smi.write_text("#!/bin/sh\nexit 0\n")
+        smi.chmod(0o755)
+        env["PATH"] = f"{tmp_path}:{env['PATH']}"
+    run = subprocess.run(
+        ["bash", str(ROOT / "comparisons" / "gpu_check.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    said = (run.stdout + run.stderr).strip()
+    assert said.endswith("nothing run"), said
+    if not require and torch.version.cuda is None:
+        assert "is a CPU-only build on a machine with an NVIDIA driver" in said and "make gpu" in said, said
+
+
+def test_make_gpu_installs_the_pinned_torch_and_refuses_the_cpu_build() -> None:
+    pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch=="))
+    version = pin.removeprefix("torch==")
+    run = subprocess.run(["make", "-n", "gpu"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert f'"torch=={version},!={version}+cpu"' in run.stdout and "--force-reinstall" in run.stdout
+    assert "assert torch.version.cuda" in run.stdout

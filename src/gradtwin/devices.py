@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 import numpy as np
 import torch
@@ -51,7 +53,7 @@ def resolve_device(name: str, dtype: str = "float64", half: bool = False) -> tor
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match:
         if not torch.cuda.is_available():
-            raise UsageError(f"device {name!r} requested but CUDA is not available here")
+            raise UsageError(f"device {name!r} requested but {cuda_missing()}")
         index = int(match.group(1) or 0)
         if index >= torch.cuda.device_count():
             count = torch.cuda.device_count()
@@ -66,6 +68,21 @@ def resolve_device(name: str, dtype: str = "float64", half: bool = False) -> tor
             raise UsageError("device 'mps' requested but MPS is not available here")
         return torch.device("mps")
     raise UsageError(f"device must be one of {DEVICE_FORMS}; got {name!r}")
+
+
+def nvidia_driver() -> bool:
+    """Whether this machine has an NVIDIA driver: the kernel module's file, or `nvidia-smi` on the PATH."""
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def cuda_missing() -> str:
+    """Why CUDA is not available, for an error: a CPU-only torch build on a machine with a driver says so."""
+    if torch.version.cuda is None and nvidia_driver():
+        return (
+            f"this torch ({torch.__version__}) is a CPU-only build on a machine with an NVIDIA driver; "
+            "install the CUDA build of the same version with: make gpu"
+        )
+    return "CUDA is not available here"
 
 
 def synchronize(device: torch.device) -> None:
