@@ -26,6 +26,7 @@ class ParamCheck:
     b: float
     point: int = 0  # which random point held the worst case
     worst_err: float = math.nan  # |a - b| at worst_index, the element `tol` belongs to
+    rel_err: float = math.nan  # worst_err / max |b|: that element's error against the tensor's scale
 
     def message(self) -> str:
         """A one-line diagnosis in the manner of torch.testing.assert_close."""
@@ -33,7 +34,7 @@ class ParamCheck:
         verdict = "agree" if self.ok else "MISMATCH"
         return (
             f"{self.comparison}: {self.name}{at} {verdict}: {self.a:.17g} vs {self.b:.17g}, "
-            f"abs err {self.worst_err:.3g}, tolerance {self.tol:.3g} there; rel err {self.max_rel_err:.3g}"
+            f"abs err {self.worst_err:.3g}, tolerance {self.tol:.3g} there; rel err {self.rel_err:.3g}"
         )
 
 
@@ -73,15 +74,16 @@ def compare(comparison: str, name: str, a: Any, b: Any, tol: Any, point: int = 0
         b=float(b64[index]),
         point=point,
         worst_err=float(err[index]) if err.size else 0.0,
+        rel_err=float(rel[index]) if err.size else 0.0,
     )
 
 
 def format_table(checks: list[ParamCheck]) -> str:
     """The checks as a fixed-width table, one row per comparison and parameter.
 
-    "worst at", "abs err" and "tolerance" belong to one element, the one farthest outside (or
-    least inside) its tolerance, so ok is "abs err <= tolerance"; "rel err" is the largest
-    error over the tensor's largest |value|.
+    Every column belongs to one element, the one farthest outside (or least inside) its
+    tolerance: ok is "abs err <= tolerance", and "rel err" is that abs err over the tensor's
+    largest |value| (its scale), never over a value that happens to be near zero.
     """
     header = ("comparison", "param", "ok", "worst at", "abs err", "tolerance", "rel err", "point")
     rows = [
@@ -92,7 +94,7 @@ def format_table(checks: list[ParamCheck]) -> str:
             str(list(c.worst_index)) if c.worst_index else "-",
             f"{c.worst_err:.3g}",
             f"{c.tol:.3g}",
-            f"{c.max_rel_err:.3g}",
+            f"{c.rel_err:.3g}",
             str(c.point),
         )
         for c in checks
