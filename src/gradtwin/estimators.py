@@ -13,16 +13,34 @@ kappa = 2 (squared error, where it is exactly 2 M), 1/4 (logistic: sigma (1 - si
 or 1/2 (softmax: diag(p) - p p.T <= 1/2, Boehning 1992): the twins' `hessian` or `hessian_bound`,
 read through `Model.curvature`. So L = kappa * lambda_max(M) bounds
 it, every lr below 2/L is stable, and lr='auto' takes 1/L: a step that never overshoots.
+
+Stopping: scikit-learn's SGD rule (gradtwin.training.loop.NoChange), on the full-batch loss,
+with tol in units of loss_0, the loss at the start (the regressor's var(y), the loss of
+predicting the mean, so tol reads on the 1 - R^2 scale; a classifier's ln k), so a fit does not
+depend on y's units. Why the regressor's tol = 1e-9: with lr = 1/L the squared error's gap
+L_t - L* shrinks, once its slowest direction dominates, by rho = (1 - lambda_min/lambda_max)^2
+per step (lambda of M), so the first step that lowers the loss by less than tol * L_0 leaves
+
+    L_t - L*  ~=  tol * L_0 * rho / (1 - rho)        (then n_iter_no_change - 1 more steps)
+
+On diabetes (10 columns, raw y) lambda_max/lambda_min = 470, rho = 0.99575 (rho/(1-rho) = 234)
+and L_0/L* = 5929.9/2859.7 = 2.07: the relative gap at the stop is about 486 * tol, under 1e-6
+for tol <= 2e-9. tol = 1e-9 predicts 4.8e-7 and measures 4.77e-7 (2,279 iterations); max_iter
+= 10,000 leaves room for a problem four times worse conditioned. n_iter_no_change = 5 as in
+scikit-learn: full-batch descent lowers the loss monotonically, so it only adds 4 steps there,
+and it absorbs the jitter of mini-batch epochs and of a float32 loss at its rounding floor.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -49,6 +67,7 @@ class Problem:
     init: Params | None
     lr: float
     curvature: float  # L: the loss's Hessian is at most L * I
+    start_loss: float  # L_0, the loss at the start: the unit of tol
     x_mean: np.ndarray  # (d,)
     x_scale: np.ndarray  # (d,)
     classes: np.ndarray | None = None  # the classifier's labels, sorted; the twins see their indices
@@ -61,12 +80,14 @@ class _GradientDescent(BaseEstimator):
         self,
         engine: str = "manual",
         lr: float | str = "auto",
-        max_iter: int = 500,
+        max_iter: int = 10_000,
         target_loss: float | None = None,
         batch_size: int | None = None,
         device: str = "cpu",
         dtype: str = "float64",
         random_state: int | np.random.RandomState | None = None,
+        tol: float | None = 1e-9,
+        n_iter_no_change: int = 5,
     ) -> None:
         self.engine = engine
         self.lr = lr
@@ -76,6 +97,8 @@ class _GradientDescent(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "coef_")
@@ -91,6 +114,8 @@ class _GradientDescent(BaseEstimator):
         validate.whole(self.max_iter, "max_iter", owner=name)
         validate.finite_at_least(self.target_loss, "target_loss", allow_none=True, owner=name)
         validate.whole(self.batch_size, "batch_size", allow_none=True, owner=name)
+        validate.finite_at_least(self.tol, "tol", allow_none=True, owner=name)
+        validate.whole(self.n_iter_no_change, "n_iter_no_change", owner=name)
 
     def _validate(self, X: Any, y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """X (n, d) float64, y (n,) as given, and the weights: None where they are all equal.
@@ -127,7 +152,9 @@ class _GradientDescent(BaseEstimator):
         init = {"w": np.zeros(X.shape[1]), "b": np.asarray(np.average(Y, weights=weight))}
         data = Dataset(Xs, Y, name=type(self).__name__, weight=weight)
         start = init if model.task == "regression" else None
-        return Problem(model, data, start, lr, curvature, x_mean, x_scale, classes)
+        at = init if start is not None else model.init_params(data)  # classifiers start from zeros
+        first = float(model.manual.loss(at, Xs, Y, weight))  # var(y) for the regressor, ln k for a classifier
+        return Problem(model, data, start, lr, curvature, first, x_mean, x_scale, classes)
 
     def _train(self, problem: Problem) -> TrainResult:
         """Run the chosen engine on the problem; a run that blew up, or whose loss grew, raises."""
@@ -142,12 +169,27 @@ class _GradientDescent(BaseEstimator):
             problem.init,
             batch_size=self.batch_size,
             batch_seed=seed,
+            tol=None if self.tol is None else self.tol * problem.start_loss,
+            n_iter_no_change=self.n_iter_no_change,
         )
         # full-batch descent with a stable lr never raises the loss: a rise is a divergence under way
         grew = self.batch_size is None and result.loss > result.history.loss[0]
         if result.stop_reason == "diverged" or grew or not np.all(np.isfinite(result.history.loss)):
             raise DivergedError(self._divergence(result, problem))
+        if self.tol is not None and result.stop_reason == "iterations":
+            warnings.warn(self._unconverged(result, problem), ConvergenceWarning, stacklevel=3)
         return result
+
+    def _unconverged(self, result: TrainResult, problem: Problem) -> str:
+        """The warning of a fit that max_iter ended before the tol rule was met: how far, and what to do."""
+        epochs = "iterations" if self.batch_size is None or self.batch_size >= problem.data.n else "epochs"
+        return (
+            f"{type(self).__name__}: max_iter={self.max_iter} ended the fit before it converged "
+            f"(loss {result.loss:.6g} from {result.history.loss[0]:.6g}; the tol rule waits for "
+            f"{self.n_iter_no_change} {epochs} in a row that each lower it by less than tol * loss_0 = "
+            f"{self.tol:g} * {problem.start_loss:.6g}); raise max_iter, or raise tol to stop sooner "
+            "(tol=None runs max_iter without this warning)"
+        )
 
     def _divergence(self, result: TrainResult, problem: Problem) -> str:
         """The error of a run that blew up: where, with which lr, and which learning rates are stable."""
@@ -185,12 +227,19 @@ class GradientDescentRegressor(RegressorMixin, _GradientDescent):
         gradtwin.training.ENGINES.
     lr: 'auto' (1/L, half the largest stable rate; see the module's docstring) or a number.
     max_iter: gradient steps (the iteration budget). target_loss: stop once the loss is at or below it.
+    tol, n_iter_no_change: stop, converged, once n_iter_no_change epochs in a row each lower the
+        best loss so far by less than tol * loss_0 (loss_0 = loss_curve_[0], here var(y)); an
+        epoch is one full-batch step, or with batch_size one pass of mini-batches (its loss the
+        mean of their losses). tol=None: always max_iter steps. Default 1e-9: the least-squares
+        loss within 1e-6 relatively on diabetes (derivation in the module's docstring). When
+        max_iter ends a fit before that, fit warns with sklearn.exceptions.ConvergenceWarning.
     batch_size: mini-batches of this many rows, drawn from a permutation per epoch (None: all rows).
     device, dtype: where and in which precision the engine runs ('cpu', 'cuda', ...; 'float64', 'float32').
     random_state: seeds the mini-batch order.
 
     Fitted: coef_ (d,), intercept_ (float), n_iter_, n_features_in_, loss_curve_ (the loss before
-    each step and after the last: n_iter_ + 1 values), loss_, lr_, stop_reason_, x_mean_, x_scale_.
+    each step and after the last: n_iter_ + 1 values), loss_, lr_, x_mean_, x_scale_, and
+    stop_reason_: 'converged' (the tol rule), 'iterations' (max_iter), or 'target_loss'.
     A run that diverges raises gradtwin.DivergedError naming the iteration, lr and the stable bound.
     """
 
@@ -221,9 +270,32 @@ class GradientDescentClassifier(ClassifierMixin, _GradientDescent):
     be any values scikit-learn accepts as classes (integers, strings...): `classes_` holds them
     sorted, and the twins see their indices. Parameters as GradientDescentRegressor's.
 
+    tol defaults to 1e-4 here, not the regressor's 1e-9: without a penalty the cross-entropy has
+    no minimum on separable classes (breast cancer is separable: the loss falls like 1/t and the
+    weights grow for ever), so a tight tol would only run max_iter. With tol=1e-4 (in units of
+    loss_0 = ln k, about scikit-learn's absolute 1e-4 in nats) the default fit on breast cancer
+    stops, converged, at 191 iterations (190 on a stratified 75% split: 96.5% held-out accuracy).
+
     Fitted: classes_, coef_ (1, d) for two classes or (k, d), intercept_ (1,) or (k,), n_iter_,
     n_features_in_, loss_curve_, loss_, lr_, stop_reason_, x_mean_, x_scale_.
     """
+
+    def __init__(
+        self,
+        engine: str = "manual",
+        lr: float | str = "auto",
+        max_iter: int = 10_000,
+        target_loss: float | None = None,
+        batch_size: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+        random_state: int | np.random.RandomState | None = None,
+        tol: float | None = 1e-4,
+        n_iter_no_change: int = 5,
+    ) -> None:
+        super().__init__(
+            engine, lr, max_iter, target_loss, batch_size, device, dtype, random_state, tol, n_iter_no_change
+        )
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GradientDescentClassifier:
         problem = self._prepare(X, y, sample_weight)

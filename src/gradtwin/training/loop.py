@@ -119,6 +119,18 @@ def _check_range(data: Dataset, dtype: str) -> None:
             )
 
 
+def _no_change_rule(tol: float | None, patience: int, data: Dataset, batch_size: int | None) -> NoChange | None:
+    """The convergence rule for `tol` (None: no rule), with the batch sizes of one epoch of mini-batches."""
+    validate.finite_at_least(tol, "tol", allow_none=True)
+    validate.whole(patience, "n_iter_no_change")
+    if tol is None:
+        return None
+    if batch_size is None or batch_size >= data.n:
+        return NoChange(float(tol), patience)
+    sizes = np.diff(np.append(np.arange(0, data.n, batch_size), data.n))  # (batches,) rows of each batch
+    return NoChange(float(tol), patience, sizes)
+
+
 def _allocate_recorder(rows: int, params: dict[str, Any]) -> _Recorder:
     try:
         return _Recorder(rows, params)
@@ -187,6 +199,63 @@ def _stop_reason(loss: float, first_loss: float, target_loss: float | None, dive
     if target_loss is not None and loss <= target_loss:
         return "target_loss"
     return "iterations"
+
+
+class NoChange:
+    """scikit-learn's tol rule: stop once `patience` epochs in a row each fail to beat the best loss by `tol`.
+
+    Epoch e counts as no change when loss_e > min(loss_0 .. loss_{e-1}) - tol (tol absolute,
+    in the loss's units; loss_0 only sets the best). Full-batch, an epoch is one iteration and
+    iteration i's loss (at the parameters after i updates) decides at i. With mini-batches of
+    rows `sizes` (one epoch), an epoch's loss is the row-weighted mean of its batch losses and
+    decides at the iteration that follows it, so a stop falls between whole epochs.
+    `scan(start, losses)` feeds iterations start, start + 1, ... and returns the iteration at
+    which the rule fires, or -1; it keeps its state, so chunks can be fed in order.
+    """
+
+    def __init__(self, tol: float, patience: int, sizes: np.ndarray | None = None) -> None:
+        self.tol, self.patience = tol, patience
+        self.weights = None if sizes is None else np.asarray(sizes, dtype=np.float64) / np.sum(sizes)  # (batches,)
+        self.best, self.count, self.fired = math.inf, 0, -1
+        self.batch: list[float] = []  # the current epoch's batch losses
+
+    def state(self) -> tuple[float, int, int, list[float]]:
+        return self.best, self.count, self.fired, list(self.batch)
+
+    def restore(self, state: tuple[float, int, int, list[float]]) -> None:
+        self.best, self.count, self.fired, batch = state
+        self.batch = list(batch)
+
+    def scan(self, start: int, losses: np.ndarray) -> int:
+        if self.fired >= 0:
+            return self.fired
+        if self.weights is None:
+            return self._scan_epochs(start, np.asarray(losses, dtype=np.float64))
+        for j, value in enumerate(np.asarray(losses, dtype=np.float64), start):
+            if j > 0 and j % self.weights.size == 0:  # the epoch that ended at j decides here
+                epoch = float(np.dot(self.weights, self.batch))
+                self.batch = []
+                if self._scan_epochs(j, np.asarray([epoch])) >= 0:
+                    return j
+            self.batch.append(float(value))
+        return -1
+
+    def _scan_epochs(self, start: int, losses: np.ndarray) -> int:
+        """The rule over consecutive epoch losses (m,), vectorised: the same as one comparison at a time."""
+        if losses.size == 0:
+            return -1
+        before = np.fmin.accumulate(np.concatenate([[self.best], losses[:-1]]))  # (m,) best before each, NaN skipped
+        with np.errstate(invalid="ignore"):
+            stalled = losses > before - self.tol  # (m,) NaN or inf - inf compare False: a change
+        index = np.arange(losses.size)
+        last_change = np.maximum.accumulate(np.where(stalled, -1, index))  # (m,)
+        run = index - last_change + np.where(last_change < 0, self.count, 0)  # (m,) stalled epochs in a row
+        hits = np.flatnonzero(run >= self.patience)
+        if hits.size:
+            self.fired = start + int(hits[0])
+            return self.fired
+        self.best, self.count = float(np.fmin(self.best, np.nanmin(losses, initial=math.inf))), int(run[-1])
+        return -1
 
 
 class _Recorder:
@@ -262,6 +331,8 @@ def train(
     batch_size: int | None = None,
     batch_seed: int = 0,
     check_every: int = 64,
+    tol: float | None = None,
+    n_iter_no_change: int = 5,
 ) -> TrainResult:
     """Full-batch gradient descent from `init` (default: zeros, or seeded normals if `seed`).
 
@@ -271,7 +342,8 @@ def train(
     below `target_loss`, or when the run diverges: a non-finite loss or parameter, or a loss
     above `divergence_factor` times its starting value (a loss can climb to 1e87 without
     turning non-finite). `progress(k)` is called with the number of iterations done since
-    its last call, about every 1,000 iterations.
+    its last call, after every checked chunk (every step when checking every step), so the
+    counts sum to the iterations done; a bar given it decides by time when to redraw.
 
     The stop rules are checked every `check_every` iterations, from losses kept where the
     engine computes them (one device-to-host copy per check, none per step). When a check
@@ -285,11 +357,19 @@ def train(
     The recorded loss of such an iteration is that of its batch; the final row's loss, and
     `TrainResult.loss`, are over all the data. Mini-batch runs check every step.
 
+    Convergence (scikit-learn's SGD rule, `NoChange`): with `tol` set, the run also stops,
+    with stop_reason "converged", once `n_iter_no_change` epochs in a row have each failed to
+    lower the best loss so far by `tol` (absolute, in the loss's units). Full-batch an epoch is
+    one iteration; with mini-batches it is a pass over the data, its loss the row-weighted
+    mean of its batch losses, and a stop falls between epochs. The final loss (after the last
+    update) is checked too, so a run that converges at its last iteration says "converged".
+
     An engine with a closed form for the whole trajectory (`exact`) computes it instead of
     stepping, under the same stop rules.
     """
     lr = validate.positive_finite(lr, "lr")
     _check_options(iterations, target_loss, record_every, divergence_factor, check_every, batch_size)
+    rule = _no_change_rule(tol, n_iter_no_change, data, batch_size)
     start = _check_inputs(engine, data, init, seed)
     model = engine.model
     exact = isinstance(engine, ExactEngine)
@@ -299,18 +379,20 @@ def train(
     with np.errstate(over="ignore", invalid="ignore"):
         if isinstance(engine, ExactEngine):
             run = _run_closed_form(
-                engine.trajectory(data, start, lr), iterations, target_loss, record_every, divergence_factor
+                engine.trajectory(data, start, lr), iterations, target_loss, record_every, divergence_factor, rule
             )
         else:
             batches = _batches(data.n, batch_size, batch_seed)
             run = _run_loop(
                 engine, data, start, lr, iterations, target_loss, record_every, divergence_factor, progress, batches,
-                1 if batches is not None else check_every,
+                1 if batches is not None else check_every, rule,
             )  # fmt: skip
     history, params, loss_i, i, finite, first_loss, seconds = run
     if progress is not None and exact:
         progress(i)
     stop_reason = _stop_reason(loss_i, first_loss, target_loss, divergence_factor) if finite else "diverged"
+    if stop_reason == "iterations" and rule is not None and rule.fired == i:
+        stop_reason = "converged"
 
     stable, message = None, ""
     if stop_reason == "diverged":
@@ -354,6 +436,7 @@ def _run_loop(
     progress: Callable[[int], None] | None,
     batches: Iterator[np.ndarray] | None,
     check_every: int,
+    rule: NoChange | None = None,
 ) -> _Run:
     """The stepping loop: chunks of `check_every` unchecked steps, replayed step by step on a stop."""
     X = engine.asarray(data.X)  # (n,) or (n, d) in the engine's dtype and device
@@ -374,6 +457,7 @@ def _run_loop(
         # An unchecked chunk: steps only, losses left on the device.
         s, end = i, min(i + check_every, iterations)
         snapshot = engine.copy_params(params) if check_every > 1 else None
+        rule_at_start = rule.state() if rule is not None else None
         rows_at_start = recorder.rows
         rows: list[int] = []
         losses: list[Any] = []
@@ -387,10 +471,13 @@ def _run_loop(
             if s == 0:
                 first_loss = float(chunk[0])
             replay = first_stop(chunk, first_loss, target_loss, divergence_factor) >= 0 or not _all_finite(params)
+            replay = replay or (rule is not None and rule.scan(s, chunk) >= 0)
             if replay:
                 assert snapshot is not None
                 engine.restore(params, snapshot)
                 recorder.truncate(rows_at_start)
+                if rule is not None and rule_at_start is not None:
+                    rule.restore(rule_at_start)
             else:
                 recorder.loss[rows] = chunk[[r_i - s for r_i in recorder.iteration[rows]]]
                 i = end
@@ -404,7 +491,8 @@ def _run_loop(
                     first_loss = loss_i
                 recorder.loss[row] = loss_i
                 finite = _all_finite(before)
-                if not finite or first_stop(np.asarray([loss_i]), first_loss, target_loss, divergence_factor) == 0:
+                stop = not finite or first_stop(np.asarray([loss_i]), first_loss, target_loss, divergence_factor) == 0
+                if stop or (rule is not None and rule.scan(i, np.asarray([loss_i])) >= 0):
                     engine.restore(params, before)
                     if row < 0:
                         recorder.loss[recorder.record(i, params)] = loss_i
@@ -412,8 +500,8 @@ def _run_loop(
                     break
             else:
                 i = end
-        if progress is not None and i - reported >= 1000:
-            progress(i - reported)
+        if progress is not None and i > reported:
+            progress(i - reported)  # after every chunk: a host-side count; the bar redraws by time
             reported = i
     if not stopped:
         # i == iterations: the loss after the last update, with no step after it.
@@ -422,6 +510,8 @@ def _run_loop(
             first_loss = loss_i
         finite = _all_finite(params)
         recorder.loss[recorder.record(i, params)] = loss_i
+        if rule is not None:
+            rule.scan(i, np.asarray([loss_i]))
     synchronize(engine.device)
     seconds = time.perf_counter() - clock
     if progress is not None and i > reported:
@@ -436,6 +526,7 @@ def _run_closed_form(
     target_loss: float | None,
     record_every: int,
     divergence_factor: float,
+    rule: NoChange | None = None,
 ) -> _Run:
     """Every iteration's loss at once from a closed form, then the parameters at the recorded rows."""
     clock = time.perf_counter()
@@ -445,8 +536,9 @@ def _run_closed_form(
     for s in range(0, iterations + 1, block):
         losses = trajectory.losses(np.arange(s, min(s + block, iterations + 1)))
         found = first_stop(losses, first_loss, target_loss, divergence_factor)
-        if found >= 0:
-            stop = s + found
+        fired = rule.scan(s, losses) if rule is not None else -1
+        if found >= 0 or fired >= 0:
+            stop = min(k for k in (s + found if found >= 0 else -1, fired) if k >= 0)
             break
     last = stop if stop >= 0 else iterations
     recorded = np.arange(0, last + 1, record_every)
