@@ -102,7 +102,9 @@ def load_digits(prepare: bool = True, standardized: bool = True) -> Dataset:
         return data
     split = holdout(data)
     assert split.test is not None
-    return replace(split, X=split.X / 16.0, test=replace(split.test, X=split.test.X / 16.0))
+    mean, scale = np.zeros(data.X.shape[1]), np.full(data.X.shape[1], 16.0)  # (64,) each: X = (raw - 0) / 16
+    test = replace(split.test, X=split.test.X / 16.0, x_mean=mean, x_scale=scale)
+    return replace(split, X=split.X / 16.0, test=test, x_mean=mean, x_scale=scale)
 
 
 BUNDLED: dict[str, Callable[..., Dataset]] = {

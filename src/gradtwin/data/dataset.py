@@ -17,6 +17,9 @@ class Dataset:
     `weight` (n,) are sample weights (>= 0, not all 0), or None: the twins then minimise the
     weighted mean sum_i v_i l_i / sum_i v_i. `standardized` says X was centred and scaled.
     `test` is a held-out split of the same source (prepared like X, never trained on), or None.
+    `class_names` (k,) names the classes of int64 labels 0..k-1 as the source wrote them, or None.
+    `x_mean`, `x_scale` () for 1-D X or (d,): the statistics X was prepared with, X = (X_raw - x_mean)
+    / x_scale, or None when X is in the data's own units.
     """
 
     X: np.ndarray
@@ -27,6 +30,9 @@ class Dataset:
     weight: np.ndarray | None = None
     standardized: bool = False
     test: Dataset | None = None
+    class_names: tuple[str, ...] | None = None
+    x_mean: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # The one gate every data set passes: whatever built it (a file, a generator, a
@@ -44,11 +50,43 @@ class Dataset:
         object.__setattr__(self, "Y", Y)
         if self.weight is not None:
             object.__setattr__(self, "weight", check_weight(self.weight, X.shape[0], self.name))
+        if self.class_names is not None:
+            self._check_class_names()
+        if (self.x_mean is None) != (self.x_scale is None):
+            raise DataError(f"{self.name}: x_mean and x_scale come together; got only one of them")
+        for label in ("x_mean", "x_scale"):
+            value = getattr(self, label)
+            if value is not None:
+                stat = as_real(value, label, self.name)
+                if stat.shape != X.shape[1:]:
+                    raise DataError(
+                        f"{self.name}: {label} must have shape {X.shape[1:]}, one per column of X; got {stat.shape}"
+                    )
+                object.__setattr__(self, label, stat)
+
+    def _check_class_names(self) -> None:
+        names = tuple(self.class_names or ())
+        if not all(isinstance(c, str) for c in names):
+            raise DataError(f"{self.name}: class_names must be strings; got {names!r}")
+        if self.Y.dtype.kind != "i" or (self.Y.size and not 0 <= self.Y.min() <= self.Y.max() < len(names)):
+            raise DataError(f"{self.name}: class_names must name every label 0..k-1; got {len(names)} names")
+        object.__setattr__(self, "class_names", names)
 
     def rows(self, rows: Any) -> Dataset:
         """The rows `rows` (indices or a slice) of X, Y and the weights, under the same names."""
         weight = None if self.weight is None else self.weight[rows]
-        return Dataset(self.X[rows], self.Y[rows], self.name, self.x_name, self.y_name, weight, self.standardized)
+        return Dataset(
+            self.X[rows],
+            self.Y[rows],
+            self.name,
+            self.x_name,
+            self.y_name,
+            weight,
+            self.standardized,
+            class_names=self.class_names,
+            x_mean=self.x_mean,
+            x_scale=self.x_scale,
+        )
 
     @property
     def n(self) -> int:
