@@ -21,7 +21,7 @@ LAYERS = [
     ("errors", "validate", "devices"),
     ("manual", "autograd"),
     ("data",),
-    ("models",),
+    ("models", "model_file"),  # model_file: a Model from a user's file, beside the registry
     ("training", "parity"),
     ("estimators", "cli"),
     ("__init__", "__main__"),

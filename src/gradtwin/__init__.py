@@ -3,10 +3,12 @@
 from gradtwin.data import Dataset, load_csv, load_diabetes_bmi, standardize, synthetic_linear1d
 from gradtwin.errors import DataError, DivergedError, GradtwinError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
-from gradtwin.models import MODELS, get_model
+from gradtwin.model_file import from_file as model_from_file
+from gradtwin.models import MODELS, get_model, register
 from gradtwin.parity.function_check import FunctionReport, assert_function_matches, check_function
 from gradtwin.parity.gradcheck import GradientReport, ParamReport, assert_gradients_match, check_gradients
 from gradtwin.parity.model_check import check_model, check_point
+from gradtwin.parity.userfile import check_file
 from gradtwin.training import AutogradEngine, History, ManualEngine, TrainResult, distributed, make_engine, train
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "UsageError",
     "assert_function_matches",
     "assert_gradients_match",
+    "check_file",
     "check_function",
     "check_gradients",
     "check_model",
@@ -36,6 +39,8 @@ __all__ = [
     "load_csv",
     "load_diabetes_bmi",
     "make_engine",
+    "model_from_file",
+    "register",
     "standardize",
     "synthetic_linear1d",
     "train",

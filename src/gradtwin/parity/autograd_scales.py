@@ -160,5 +160,5 @@ def _per_sample(torch_loss: TorchLoss, p: dict[str, torch.Tensor], d: list[torch
             value = torch_loss(leaves, *(x[i : i + 1] for x in d))
             gs = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
             rows.append(torch.cat([_or_zeros(gi, x).reshape(-1) for gi, x in zip(gs, leaves.values(), strict=True)]))
-            values.append(float(value))
+            values.append(float(value.detach()))
         return np.asarray(values), torch.stack(rows).numpy()

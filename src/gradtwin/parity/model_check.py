@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from gradtwin.data import Dataset
+from gradtwin.errors import UsageError
 from gradtwin.manual.mlp import forward
 from gradtwin.models import Model
 from gradtwin.parity.compare import ParamCheck
 from gradtwin.parity.finite_diff import fd_step
 from gradtwin.parity.gradcheck import check_gradients
 from gradtwin.parity.rounding import ROUNDING_OPS, gamma
-from gradtwin.parity.scales import rounding_terms, scales_for
+from gradtwin.parity.scales import SCALES, rounding_terms, scales_for
 
 Params = dict[str, np.ndarray]
 
@@ -78,6 +80,8 @@ def check_point(
     Sample weights (`data.weight`) go to every function as a fourth data array.
     """
     twin = manual_module if manual_module is not None else model.manual
+    if model.family not in SCALES:  # a registered model of your own: its file has its own check
+        raise UsageError(f"check --model checks the built-in models' twins; check {model.name} with check --file")
     scales = scales_for(model)
     functions = (twin.gradients, model.autograd.loss, twin.loss, scales.gradient_scale, scales.loss_scale)
     arrays: tuple[np.ndarray, ...] = (data.X, data.Y)
@@ -113,8 +117,12 @@ def check_model(
     seed: int = 0,
     manual_module: Any = None,
     weighted: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> list[ParamCheck]:
-    """`check_point` at `points` random problems (`random_problem`); with `weighted`, random weights too."""
+    """`check_point` at `points` random problems (`random_problem`); with `weighted`, random weights too.
+
+    `progress(1)` is called after each point.
+    """
     rng = np.random.default_rng(seed)
     checks: list[ParamCheck] = []
     for point in range(points):
@@ -122,6 +130,8 @@ def check_model(
         if weighted:
             data = random_weights(data, rng)
         checks += check_point(model, params, data, dtype, device, point, manual_module)
+        if progress is not None:
+            progress(1)
     return checks
 
 
