@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gradtwin.cli.files import atomic_write_text
+from gradtwin.cli.progress import progress_bar
 from gradtwin.data import Dataset
 from gradtwin.models import MODELS
 from gradtwin.training.exact import ExactEngine, statistics
@@ -242,14 +243,22 @@ def main(argv: list[str] | None = None) -> int:
     description = machine()
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
-    for n, d in sizes:
-        for dtype in dtypes:
-            rows.append(measure(n, d, dtype, args.quick))
-            print(json.dumps(rows[-1]), flush=True)
     mem_n, mem_d = (5_000, 16) if args.quick else (1_000_000, 16)
     mem_its = 5 if args.quick else 100
     runs = [("manual", {}), ("autograd", {}), ("autograd", FIXED_MMAP), ("exact", {})]
-    mem = [memory(e, mem_n, mem_d, mem_its, 1, env) for e, env in runs]
+    mem = []
+    with progress_bar(len(sizes) * len(dtypes) + len(runs), "bench", unit="case") as bar:
+        for n, d in sizes:
+            for dtype in dtypes:
+                bar.set_description(f"bench n={n:,} d={d} {dtype}", refresh=False)
+                rows.append(measure(n, d, dtype, args.quick))
+                with bar.external_write_mode():  # the bar (stderr) steps aside for the line
+                    print(json.dumps(rows[-1]), flush=True)
+                bar.update(1)
+        for e, env in runs:
+            bar.set_description(f"bench memory {e}", refresh=False)
+            mem.append(memory(e, mem_n, mem_d, mem_its, 1, env))
+            bar.update(1)
     mem_lines = [
         "| engine | X + Y MiB | history KiB | peak above start MiB | (peak above start) / (X + Y + history) |",
         "|---|---|---|---|---|",

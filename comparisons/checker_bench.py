@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from gradtwin.cli.files import atomic_write_text
+from gradtwin.cli.progress import progress_bar
 from gradtwin.errors import GradtwinError, UsageError
 from gradtwin.parity.gradcheck import check_gradients
 
@@ -606,11 +607,14 @@ def main(argv: list[str] | None = None) -> int:
         started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         settle()
         warm_up([t for t in tools if t != "jax" or jax_v is not None], passed)
-        measured = [
-            (shape, dtype, measure(shape, dtype, tools, args.budget, args.method, jax_v is not None))
-            for shape in shapes
-            for dtype in dtypes
-        ]
+        measured = []
+        with progress_bar(len(shapes) * len(dtypes), "checker_bench", unit="case") as bar:
+            for shape in shapes:
+                for dtype in dtypes:
+                    bar.set_description(f"checker_bench {shape} {dtype}", refresh=False)
+                    found = measure(shape, dtype, tools, args.budget, args.method, jax_v is not None)
+                    measured.append((shape, dtype, found))
+                    bar.update(1)
         text = "\n".join(
             [
                 "# Gradient checkers at scale: gradtwin, torch gradcheck, jax check_grads",

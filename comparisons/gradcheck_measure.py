@@ -54,6 +54,7 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
 import gradcheck_cases as cases  # noqa: E402
 from gradtwin.cli.files import atomic_write_text  # noqa: E402
+from gradtwin.cli.progress import progress_bar  # noqa: E402
 from gradtwin.parity.rounding import ROUNDING_OPS, rounding_bound  # noqa: E402
 from test_gradcheck_measure import Outcome, bug_problems, correct_problems, judge_bug, judge_correct, judge_large  # noqa: E402
 
@@ -77,6 +78,7 @@ def measure(strategy: Any, judge: Callable[[dict[str, Any], str, str], Outcome],
               suppress_health_check=list(HealthCheck), derandomize=True)  # fmt: skip
     @given(strategy)
     def prop(case: dict[str, Any]) -> None:
+        bar.update(1)
         outcome = judge(case, dtype, method)
         count(tally, str(case[key]), outcome)
         if outcome.right is False:
@@ -85,7 +87,8 @@ def measure(strategy: Any, judge: Callable[[dict[str, Any], str, str], Outcome],
         elif outcome.why in ("out of range", "refused") and sum(outcome.why in o for o in odd) < 2:
             odd.append(f"e.g. {outcome.why}: {case!r}: {outcome.detail[:160]}")
 
-    with warnings.catch_warnings():
+    label = f"{dtype} {method} {'bugs' if key == 'bug' else 'correct'}"
+    with warnings.catch_warnings(), progress_bar(examples, label, unit="case") as bar:
         warnings.simplefilter("ignore", RuntimeWarning)  # float16 overflow in NumPy: counted, not printed
         prop()
     return tally, wrong, odd
@@ -167,10 +170,12 @@ def large_section(model: str, size: str, dtype: str, seeds: int) -> tuple[list[s
     below: list[str] = []
     times: list[float] = []
     start = time.perf_counter()
+    bar = progress_bar(seeds * (1 + len(cases.LARGE_BUGS)), f"large {model} {size} {dtype}", unit="check")
     for seed in range(seeds):
         for bug in (None, *cases.LARGE_BUGS):
             t0 = time.perf_counter()
             outcome, where = judge_large(model, size, dtype, seed, bug)
+            bar.update(1)
             times.append(time.perf_counter() - t0)
             count(right if bug is None else tally, bug or "correct", outcome)
             what = f"{bug or 'correct'}, seed {seed}, {where or '-'}"
@@ -180,6 +185,7 @@ def large_section(model: str, size: str, dtype: str, seeds: int) -> tuple[list[s
             elif outcome.why == "n/a":
                 caught = "caught anyway" if outcome.caught else "passed"
                 below.append(f"n/a: {what}: largest move/tol {outcome.ratio:.3g}, {caught}")
+    bar.close()
     seconds = time.perf_counter() - start
     shape = f"{d}-{h}-{c}" if h else f"{d}-{c}"
     title = (

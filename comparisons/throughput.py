@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradtwin.cli.progress import progress_bar
 from gradtwin.data import Dataset
 from gradtwin.devices import resolve_device, synchronize, torch_dtype
 from gradtwin.models import Model
@@ -164,22 +165,27 @@ def run(
     """Every model x engine x size on `device`; the largest size also measures run-to-run drift."""
     dev = resolve_device(device, dtype)
     rows: list[Row] = []
-    with strict_numerics():
+    cases = sum(applies(name, model) for model in models for name in engines) * len(sizes)
+    with strict_numerics(), progress_bar(cases, f"throughput {dev}", unit="run") as bar:
         bw = bandwidth(dev, bandwidth_bytes)
-        log(f"{dev}: copy bandwidth {bw / 1e9:.1f} GB/s")
+        with bar.external_write_mode():  # the bar (stderr) steps aside for each logged line
+            log(f"{dev}: copy bandwidth {bw / 1e9:.1f} GB/s")
         for model in models:
             for n in sizes:
+                runs = [name for name in engines if applies(name, model)]
                 try:
                     prob = problem(model, n, d, dtype, dev)
                 except torch.OutOfMemoryError:
                     rows += [_failed(model, e, dev, dtype, n, d, bw, "out of memory (data)") for e in engines]
+                    bar.update(len(runs))
                     continue
                 cols = int(prob.X.shape[1]) if prob.X.ndim == 2 else 1
-                for name in engines:
-                    if not applies(name, model):
-                        continue
+                for name in runs:
+                    bar.set_description(f"throughput {dev} {model.name} n={n:,} {name}", refresh=False)
                     rows.append(_one(model, name, make, dev, dtype, prob, n, cols, bw, budget, n == max(sizes)))
-                    log(_line(rows[-1]))
+                    with bar.external_write_mode():
+                        log(_line(rows[-1]))
+                    bar.update(1)
                 del prob
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()

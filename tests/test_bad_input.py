@@ -109,6 +109,30 @@ def _cpu_only_torch_with_driver(monkeypatch: pytest.MonkeyPatch, folder: Path) -
 
 
 _OK = "x,y\n1,2\n2,4\n3,7\n"
+# a model file as `check --file` takes it (README: Check your own gradients), and what training adds to it
+_MODEL_FILE = """import numpy as np
+import torch
+
+
+def manual_gradients(params, X, Y):
+    return {"w": X.T @ (X @ params["w"] - Y) * 2 / len(Y)}
+
+
+def torch_loss(params, X, Y):
+    z = X @ params["w"]
+    return torch.mean((z - Y) ** 2)
+
+
+def make_problem():
+    return {"w": np.array([1.0, -1.0])}, (np.array([[0.5, 1.0], [2.0, 3.0], [1.0, -1.0]]), np.array([1.0, 2.0, 0.5]))
+"""
+_FRAGILE_FILE = _MODEL_FILE.replace("    z = X", "    assert bool(abs(X[0, 0] - 0.5) < 1e-3), 'moved'\n    z = X")
+_TRAINABLE = """
+
+def manual_loss(params, X, Y):
+    return np.mean((X @ params["w"] - Y) ** 2)
+"""
+_ABC = "a,b,c\n1,2,3\n2,5,4\n3,1,8\n"
 _CUDA = "CUDA is available here" if CUDA else None
 _MPS = "MPS is available here" if torch.backends.mps.is_available() else None
 
@@ -258,6 +282,100 @@ CLI_CASES = [
         r"use float64$",
         _csv("1,2\n3,4\n5,1e39\n"),
     ),
+    Cli(
+        "--delimiter other than auto, ',', ';', tab, space",
+        _train("--data", "d.csv", "--delimiter", "pipe"),
+        2,
+        r"gradtwin train: error: argument --delimiter: invalid choice: 'pipe' \(choose from '?auto'?, '?,'?, '?;'?, "
+        r"'?tab'?, '?space'?\)$",
+        _csv(_OK),
+    ),
+    Cli(
+        "x column that is also the y column",
+        _train("--data", "d.csv", "--x", "y", "--y", "y"),
+        1,
+        r"gradtwin: d\.csv: x column 'y' is also the y column; X and Y must differ$",
+        _csv(_OK),
+    ),
+    Cli(
+        "x column given twice",
+        _train("--model", "linear", "--data", "d.csv", "--x", "a", "--x", "a", "--y", "c"),
+        1,
+        r"gradtwin: d\.csv: x column 'a' is given twice$",
+        _csv(_ABC),
+    ),
+    Cli(
+        "x range that runs backwards (--x b:a)",
+        _train("--model", "linear", "--data", "d.csv", "--x", "b:a", "--y", "c"),
+        1,
+        r"gradtwin: d\.csv: x range 'b:a' runs backwards: from column 1 to column 0$",
+        _csv(_ABC),
+    ),
+    Cli(
+        "x range with more than one colon",
+        _train("--model", "linear", "--data", "d.csv", "--x", "a:b:c", "--y", "c"),
+        1,
+        r"gradtwin: d\.csv: x range 'a:b:c' must be FIRST:LAST, one colon; got 2$",
+        _csv(_ABC),
+    ),
+    Cli(
+        "x list with an empty entry (--x a,,b)",
+        _train("--model", "linear", "--data", "d.csv", "--x", "a,,b", "--y", "c"),
+        1,
+        r"gradtwin: d\.csv: x column list 'a,,b' has an empty entry; give names or positions between commas$",
+        _csv(_ABC),
+    ),
+    Cli(
+        "a file of one column, and no x column besides y",
+        _train("--model", "linear", "--data", "d.csv", "--y", "0"),
+        1,
+        r"gradtwin: d\.csv: rows have 1 column, the y column; X needs another$",
+        _csv("y\n1\n2\n"),
+    ),
+    Cli(
+        "several x columns for linear1d",
+        _train("--data", "d.csv", "--x", "a:b", "--y", "c"),
+        2,
+        r"gradtwin: linear1d takes one x column; got 2 \(a,b\) from d\.csv; use --model linear for several$",
+        _csv(_ABC),
+    ),
+    Cli(
+        "a constant column among several x columns",
+        _train("--model", "linear", "--data", "d.csv", "--y", "c"),
+        1,
+        r"gradtwin: d\.csv: x column 'b' is constant, so it cannot be standardized$",
+        _csv("a,b,c\n1,2,3\n2,2,4\n3,2,8\n"),
+    ),
+    Cli(
+        "label column (a classifier's --y) of one class",
+        _train("--model", "logistic", "--data", "d.csv", "--y", "label"),
+        1,
+        r"gradtwin: d\.csv: label holds one class \('cat'\) in all 3 rows; a classifier needs at least 2$",
+        _csv("x,label\n1,cat\n2,cat\n3,cat\n"),
+    ),
+    Cli(
+        "label column with a fraction such as 0.5",
+        _train("--model", "softmax", "--data", "d.csv", "--y", "label"),
+        1,
+        r"gradtwin: d\.csv:3: label holds '0\.5', not a class label; a classifier's labels are whole numbers or words "
+        r"\(a column of measurements is a target for linear1d or linear\)$",
+        _csv("x,label\n1,0\n2,0.5\n3,1\n"),
+    ),
+    Cli(
+        "label column with an empty cell",
+        _train("--model", "mlp", "--data", "d.csv", "--y", "label"),
+        1,
+        r"gradtwin: d\.csv:3: label holds an empty cell, not a class label$",
+        _csv("x,label\n1,cat\n2,\n3,dog\n"),
+    ),
+    Cli(
+        "a class whose rows all fall in the held-out 25%",
+        _train("--model", "logistic", "--data", "d.csv", "--y", "label"),
+        1,
+        r"gradtwin: d\.csv: class 'b' of label has 1 row\(s\), all in the 25% held out \(seeded\); each class needs "
+        r"training rows: add rows of it$",
+        _csv("x,label\n1,a\n2,a\n3,b\n4,a\n"),  # the seeded split holds row 2 out
+    ),
     # the command line
     *(
         Cli(
@@ -335,6 +453,18 @@ CLI_CASES = [
         r"gradtwin: --dtype bfloat16 checks your own file \(--file\); the built-in models run in float32 or float64$",
     ),
     Cli(
+        "--x, --y or --delimiter without a data file",
+        ["train", "--data", "diabetes", "--x", "age"],
+        2,
+        r"gradtwin: --x applies to a data file \(--data FILE\.csv\); got --data diabetes$",
+    ),
+    Cli(
+        "--x, --y or --delimiter without a data file",
+        ["train", "--y", "2", "--delimiter", "tab"],
+        2,
+        r"gradtwin: --y, --delimiter apply to a data file \(--data FILE\.csv\); got the model's own data$",
+    ),
+    Cli(
         "--header other than auto, yes, no",
         ["train", "--header", "maybe"],
         2,
@@ -348,6 +478,44 @@ CLI_CASES = [
     ),
     Cli("unknown model", ["train", "--model", "quadratic"], 2, r"gradtwin: model must be one of .*; got 'quadratic'$"),
     Cli("unknown model", ["check", "--model", "quadratic"], 2, r"gradtwin: model must be one of .*; got 'quadratic'$"),
+    Cli(
+        "a model file without manual_loss (compare, train)",
+        ["compare", "--file", "m.py"],
+        2,
+        r"gradtwin: m\.py must define manual_loss\(params, X, Y\) to be trained \(compare, train\): the manual twin's "
+        r"loss, which the loop records and stops on$",
+        {"m.py": _MODEL_FILE.encode()},
+    ),
+    Cli(
+        "a model file's params that do not fit --data",
+        ["train", "--file", "m.py", "--data", "d.csv"],
+        2,
+        r"gradtwin: m\.py: its params fit X of shape \(n, 2\) \(the data of make_problem\(\)\); got X of shape "
+        r"\(3(, 1)?\) from d\.csv: define init_params\(X, Y\) to start on other data$",
+        {"m.py": (_MODEL_FILE + _TRAINABLE).encode(), **_csv(_OK)},
+    ),
+    Cli(
+        "a point drawn around make_problem()'s that the model file cannot take (check --file)",
+        ["check", "--file", "m.py"],
+        2,
+        r"gradtwin: m\.py: at point 1 of 5 \(drawn around it, seed 0\): torch_loss raised AssertionError: moved "
+        r"\(line 10\); define sample_problem\(rng\) to choose the points, or pass --points 1$",
+        {"m.py": _FRAGILE_FILE.encode()},
+    ),
+    Cli(
+        "--seed with a model file (compare, train)",
+        ["train", "--file", "m.py", "--seed", "1"],
+        2,
+        r"gradtwin: m\.py starts from make_problem\(\)'s params \(edit the file to start elsewhere\); --seed draws a "
+        r"random start$",
+        {"m.py": (_MODEL_FILE + _TRAINABLE).encode()},
+    ),
+    Cli(
+        "--model and --file together",
+        ["compare", "--model", "linear", "--file", "m.py"],
+        2,
+        r"gradtwin compare: error: argument --file: not allowed with argument --model$",
+    ),
     Cli(
         "unknown device",
         ["compare", "--device", "tpu"],
@@ -684,6 +852,8 @@ def _fit(cls: type = GradientDescentRegressor, X: Any = None, y: Any = None, **k
     """Fit an estimator; keyword arguments go to its constructor, `sample_weight` to fit."""
     X0, y0 = _xy()
     weight = kwargs.pop("sample_weight", None)
+    kwargs.setdefault("max_iter", 50)  # these fits only need to exist (their convergence is tested elsewhere)
+    kwargs.setdefault("tol", None)
     return cls(**kwargs).fit(X0 if X is None else X, y0 if y is None else y, sample_weight=weight)
 
 
@@ -759,6 +929,16 @@ ESTIMATOR_CASES = [
             ({"max_iter": 1.5}, r"^GradientDescentRegressor: max_iter must be an integer >= 1; got 1\.5$"),
             ({"target_loss": -1}, r"target_loss must be None or a finite number >= 0; got -1$"),
             ({"batch_size": "all"}, r"batch_size must be None or an integer >= 1; got 'all'$"),
+        ]
+    ),
+    *(
+        Lib("estimator with a bad tol or n_iter_no_change", lambda kw=kw: _fit(**kw), UsageError, says)
+        for kw, says in [
+            ({"tol": -1}, r"^GradientDescentRegressor: tol must be None or a finite number >= 0; got -1$"),
+            (
+                {"n_iter_no_change": 0},
+                r"^GradientDescentRegressor: n_iter_no_change must be an integer >= 1; got 0$",
+            ),
         ]
     ),
     Lib(

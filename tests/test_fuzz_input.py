@@ -273,16 +273,19 @@ def check_contract(argv: list[str], code: int, out: str, err: str, folder: str) 
     assert not NON_FINITE_WORDS.search(out), f"non-finite number in the output of {argv}: {out!r}"
     if "--json" in argv and out:
         _no_non_finite_json(out)
+    history = next((a.split("=", 1)[1] for a in argv if a.startswith("--history=")), None)
+    plot = next((a.split("=", 1)[1] for a in argv if a.startswith("--plot=")), None)
+    outputs = (("plot", plot), ("history", history))
+    wrote = "".join(f"gradtwin: wrote {what} to {path!r}\n" for what, path in outputs if path is not None)  # named
     if code == 0:
-        assert err == "", f"{argv} succeeded but wrote to stderr: {err!r}"
+        assert err == wrote, f"{argv} succeeded but wrote to stderr: {err!r}"
         assert out.strip(), f"{argv} succeeded and said nothing"
-        history = next((a.split("=", 1)[1] for a in argv if a.startswith("--history=")), None)
         if history is not None:
             written = datasets.load_csv(Path(folder) / history, x="iteration", y="loss", header="yes")
             assert np.all(np.isfinite(written.Y))
     else:
         assert code in (1, 2, 3), f"{argv}: exit {code}"
-        lines = err.splitlines()
+        lines = err.splitlines()  # a diverged run's one line names the files it wrote
         assert len(lines) == 1, f"{argv}: expected one line on stderr; got {err!r}"
         assert lines[0].startswith("gradtwin"), lines[0]
     for name, content in FILES.items():

@@ -64,6 +64,7 @@ class Model:
     task: str = "regression"
     weights: bool = False
     x_ndim: int | None = None  # 1: X is (n,), one feature; 2: X is (n, d); None: either
+    loss_name: str = "mean squared error"  # what `loss` computes, as the plots name it
 
     default_lr: float = 0.1
     default_iterations: int = 300
@@ -71,6 +72,33 @@ class Model:
     init: Callable[[dict[str, tuple[int, ...]], np.random.Generator], Params] | None = None
     synthetic: Callable[[int, int], Dataset] | None = None  # (n, seed) -> data of this model's kind
     options: dict[str, Any] = field(default_factory=dict)  # hyper-parameters, shown by `gradtwin list`
+    # the weight and bias of the first layer, affine in X (X @ W + b): they map back to the data's own units
+    first_layer: tuple[str, str] | None = None
+
+    def in_data_units(self, params: Params, data: Dataset) -> Params | None:
+        """`params` for X in the data's own units, or None where no first layer is affine in X.
+
+        Data prepared as X' = (X - mean) / scale (`data.x_mean`, `data.x_scale`) give
+        X' @ W + b = X @ W_raw + b_raw with::
+
+            W_raw = W / scale        (each input row of W by its feature's scale)
+            b_raw = b - mean @ W_raw
+            Shapes: mean, scale () or (d,); W () or (d,) or (d, k); b () or (k,)
+
+        Every other parameter is unchanged. Data in their own units give `params` as they are.
+        """
+        if self.first_layer is None:
+            return None
+        raw = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        if data.x_mean is None or data.x_scale is None:
+            return raw
+        w, b = self.first_layer
+        mean, scale = np.asarray(data.x_mean), np.asarray(data.x_scale)  # () or (d,)
+        W = raw[w]  # () or (d,) or (d, k)
+        W_raw = W / scale.reshape(scale.shape + (1,) * (W.ndim - scale.ndim))  # W's shape
+        raw[w] = W_raw
+        raw[b] = raw[b] - np.tensordot(mean, W_raw, axes=mean.ndim)  # b's shape
+        return raw
 
     def check_data(self, data: Dataset) -> None:
         """Refuse data of a shape this model cannot read, before it broadcasts into nonsense."""
@@ -252,11 +280,13 @@ def mlp(hidden: int = 32, activation: str = "tanh") -> Model:
         # hidden width drawn per problem, not `h`: parity must hold at any width
         random_data=_random_labelled_mlp,
         task="classification",
+        loss_name="mean cross-entropy",
         default_lr={"tanh": 1.0, "relu": 1.0, "sigmoid": 4.0}[activation],  # sigmoid' <= 1/4
         default_iterations=200,
         init=_glorot,
         synthetic=lambda n, seed: synthetic_classes(n, d=4, k=3, seed=seed, scale=3.0),
         options={"hidden": h, "activation": activation},
+        first_layer=("W1", "b1"),
     )
 
 
@@ -287,6 +317,7 @@ MODELS: dict[str, Model] = {
         default_data=_default_linear1d,
         random_data=_random_linear1d,
         x_ndim=1,
+        first_layer=("w", "b"),
     ),
     "linear": Model(
         name="linear",
@@ -299,6 +330,7 @@ MODELS: dict[str, Model] = {
         random_data=_random_linear,
         weights=True,
         x_ndim=2,
+        first_layer=("w", "b"),
     ),
     "logistic": Model(
         name="logistic",
@@ -310,10 +342,12 @@ MODELS: dict[str, Model] = {
         default_data=_default_breast_cancer,
         random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=6, k_max=2),
         task="classification",
+        loss_name="mean cross-entropy",
         weights=True,
         default_lr=1.0,
         default_iterations=500,
         synthetic=lambda n, seed: synthetic_classes(n, d=2, k=2, seed=seed, scale=2.0),
+        first_layer=("w", "b"),
     ),
     "softmax": Model(
         name="softmax",
@@ -325,15 +359,33 @@ MODELS: dict[str, Model] = {
         default_data=_default_wine,
         random_data=lambda rng: _random_labelled(rng, n_max=60, d_max=5, k_max=5),
         task="classification",
+        loss_name="mean cross-entropy",
         weights=True,
         default_lr=1.0,
         default_iterations=500,
         synthetic=lambda n, seed: synthetic_classes(n, d=3, k=3, seed=seed, scale=2.0),
+        first_layer=("W", "b"),
     ),
     "mlp": mlp(activation="tanh"),
     "mlp-relu": mlp(activation="relu"),
     "mlp-sigmoid": mlp(activation="sigmoid"),
 }
+
+
+def register(model: Model) -> Model:
+    """Add `model` to MODELS under `model.name`, so that `train`, every command and `gradtwin list` see it.
+
+    A name already taken (a built-in model's, or one registered before) is refused, never
+    replaced. Returns `model`. E.g. `register(gradtwin.model_from_file("my_model.py", name="poisson"))`.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"register takes a gradtwin Model (gradtwin.model_from_file(path)); got {type(model).__name__}")
+    if not isinstance(model.name, str) or not model.name.strip() or model.name == "all":
+        raise UsageError(f"a model's name must be a non-empty string other than 'all'; got {model.name!r}")
+    if model.name in MODELS:
+        raise UsageError(f"a model called {model.name!r} is registered already; give yours another name")
+    MODELS[model.name] = model
+    return model
 
 
 def get_model(name: str) -> Model:

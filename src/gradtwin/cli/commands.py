@@ -14,12 +14,15 @@ import numpy as np
 import torch
 
 from gradtwin import validate
-from gradtwin.cli.files import check_target
+from gradtwin.cli.files import check_target, shown
 from gradtwin.cli.output import print_json, write_history
-from gradtwin.cli.tables import classifier_table, compare_table, fmt, result_json, time_text
+from gradtwin.cli.parser import BUILTIN_POINTS
+from gradtwin.cli.progress import progress_bar, wrote
+from gradtwin.cli.tables import classifier_table, compare_table, result_json, train_summary, twins_table
 from gradtwin.data import (
     BUNDLED,
     Dataset,
+    holdout,
     load_csv,
     load_diabetes_all,
     load_diabetes_bmi,
@@ -28,10 +31,12 @@ from gradtwin.data import (
 )
 from gradtwin.devices import resolve_device
 from gradtwin.errors import DivergedError, UsageError
+from gradtwin.model_file import from_file
 from gradtwin.models import MODELS, Model, configure, get_model
 from gradtwin.parity.compare import format_table, history_max_abs_diff, to_json, worst
 from gradtwin.parity.model_check import check_model
 from gradtwin.parity.reference import least_squares
+from gradtwin.parity.userfile import DEFAULT_POINTS as FILE_POINTS
 from gradtwin.parity.userfile import check_file
 from gradtwin.training import TWINS, Engine, ExactEngine, TrainResult, distributed, make_engine, make_twin, train
 from gradtwin.training.exact import sweep
@@ -49,8 +54,15 @@ def preflight(args: argparse.Namespace, outputs: Sequence[str | None] = ()) -> N
 
 
 def _model(args: argparse.Namespace) -> Model:
-    """The model --model names, with --hidden/--activation applied; fills in its default lr/iterations."""
-    model = configure(get_model(args.model), hidden=args.hidden, activation=args.activation)
+    """The model --model names or --file defines, with --hidden/--activation applied; fills in its default
+    lr/iterations."""
+    named = from_file(args.file) if getattr(args, "file", None) is not None else get_model(args.model)
+    if named.family == "file" and args.seed is not None:
+        raise UsageError(
+            f"{args.file or named.name} starts from {named.options['start']} (edit the file to start elsewhere); "
+            "--seed draws a random start"
+        )
+    model = configure(named, hidden=args.hidden, activation=args.activation)
     if args.lr is None:
         args.lr = model.default_lr
     if args.iterations is None:
@@ -59,22 +71,56 @@ def _model(args: argparse.Namespace) -> Model:
 
 
 def load_data(args: argparse.Namespace, model: Model) -> Dataset:
-    """The data the options name, standardized unless --no-standardize."""
+    """The data the options name, standardized unless --no-standardize.
+
+    A CSV file read for a classifier has its y column read as class labels and a seeded 25%
+    of its rows held out, standardized by the training rows' statistics, as the bundled sets.
+    """
+    columns = [f"--{k}" for k in ("x", "y") if getattr(args, k) is not None]
+    columns += ["--delimiter"] if args.delimiter != "auto" else []
+    if columns and args.data in (None, "diabetes", "synthetic", *BUNDLED):
+        given = "the model's own data" if args.data is None else f"--data {args.data}"
+        verb = "applies" if len(columns) == 1 else "apply"
+        raise UsageError(f"{', '.join(columns)} {verb} to a data file (--data FILE.csv); got {given}")
     if args.data is None:
         return model.default_data(args.standardize)
     if args.data in BUNDLED:  # held out and prepared by their loaders
         return BUNDLED[args.data](True)
     if args.data == "synthetic" and model.synthetic is not None:
         return model.synthetic(args.n, args.data_seed)
+    classifier = model.task == "classification"
     if args.data == "diabetes":
         data = load_diabetes_bmi() if model.x_ndim == 1 else load_diabetes_all()
     elif args.data == "synthetic":
         data = synthetic_linear1d(n=args.n, noise=args.noise, seed=args.data_seed)
     else:
-        data = load_csv(args.data, x=args.x, y=args.y, header=args.header)
-    if model.x_ndim == 2 and data.X.ndim == 1:
+        data = _load_file(args, model)
+    if model.x_ndim == 1 and data.X.ndim == 2:
+        if data.X.shape[1] > 1:
+            raise UsageError(
+                f"{model.name} takes one x column; got {data.X.shape[1]} ({data.x_name}) from {data.name}; "
+                "use --model linear for several"
+            )
+        data = replace(data, X=data.X[:, 0])
+    if (model.x_ndim == 2 or classifier) and data.X.ndim == 1:
         data = replace(data, X=data.X.reshape(-1, 1))  # one feature, as a column
+    if classifier and data.class_names is not None:
+        data = holdout(data)
     return standardize(data) if args.standardize else data
+
+
+def _load_file(args: argparse.Namespace, model: Model) -> Dataset:
+    """The CSV file of --data: --x as one spec or a list of them; without --x, column 0 for a
+    model of one feature, else every column but --y. A classifier reads --y as labels."""
+    x: str | int | list[str] | None
+    if args.x is None:
+        x = 0 if model.x_ndim == 1 else None
+    else:
+        x = args.x[0] if len(args.x) == 1 else list(args.x)
+    delimiter = None if args.delimiter == "auto" else args.delimiter
+    labels = model.task == "classification"
+    y = 1 if args.y is None else args.y
+    return load_csv(args.data, x=x, y=y, header=args.header, delimiter=delimiter, labels=labels)
 
 
 def _run(
@@ -144,10 +190,8 @@ def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
 
 
 def _progress(total: int, label: str) -> tuple[Callable[[int], None], Any]:
-    """A tqdm bar on stderr, shown only on a terminal and only after a second."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=label, file=sys.stderr, disable=not sys.stderr.isatty(), delay=1.0, leave=False)
+    """The bar's `update(k)` and the bar (`cli.progress.progress_bar`: terminal only, redrawn by time)."""
+    bar = progress_bar(total, label)
     return bar.update, bar
 
 
@@ -170,16 +214,28 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     if args.plot:
         from gradtwin.cli.plots import plot_compare
 
-        plot_compare(manual, autograd, args.plot, force=args.force)
+        plot_compare(manual, autograd, args.plot, force=args.force, loss_name=model.loss_name)
+    written = [("plot", args.plot)] if args.plot else []
     if model.task == "classification":
         scores = _accuracies(args, model, results, data)
         if args.json:
             print_json(
-                {"manual": result_json(manual), "autograd": result_json(autograd), "max_abs_diff": diffs} | scores
+                {
+                    "manual": result_json(manual, model, data),
+                    "autograd": result_json(autograd, model, data),
+                    "max_abs_diff": diffs,
+                }
+                | scores
             )
         else:
-            print(classifier_table(manual, autograd, diffs, scores, data))
-        return _exit_for(results)
+            print(classifier_table(manual, autograd, diffs, scores, data, model))
+        return _exit_for(results, written)
+    if model.family == "file":  # your own model: no reference answer is known, the twins alone
+        if args.json:
+            print_json({"manual": result_json(manual), "autograd": result_json(autograd), "max_abs_diff": diffs})
+        else:
+            print(twins_table(manual, autograd, diffs, data, model.options["start"]))
+        return _exit_for(results, written)
     try:
         lsq = least_squares(data)
         lsq_loss = float(model.manual.loss(lsq, data.X, data.Y))
@@ -189,15 +245,15 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     if args.json:
         print_json(
             {
-                "manual": result_json(manual),
-                "autograd": result_json(autograd),
+                "manual": result_json(manual, model, data),
+                "autograd": result_json(autograd, model, data),
                 "max_abs_diff": diffs,
                 "least_squares": {k: v.tolist() for k, v in lsq.items()},
             }
         )
     else:
-        print(compare_table(manual, autograd, diffs, lsq, lsq_loss, data))
-    return _exit_for(results)
+        print(compare_table(manual, autograd, diffs, lsq, lsq_loss, data, model))
+    return _exit_for(results, written)
 
 
 def _accuracies(
@@ -223,10 +279,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exit_for(results: Sequence[TrainResult]) -> int:
+def _exit_for(results: Sequence[TrainResult], written: Sequence[tuple[str, str]] = ()) -> int:
+    """0, naming each file written on stderr; a diverged run raises, its one line naming the files instead."""
     for r in results:
         if r.stop_reason == "diverged":
-            raise DivergedError(f"{r.engine}: {r.message}")
+            files = "".join(f"; wrote {what} to {shown(path)}" for what, path in written)
+            raise DivergedError(f"{r.engine}: {r.message}{files}")
+    for what, path in written:
+        wrote(what, path)
     return 0
 
 
@@ -244,21 +304,19 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> in
         return _exit_for([result])  # process 0 reports for all
     if args.history:
         write_history(result, args.history, args.force)
+    scores = _accuracies(args, model, [result], data) if model.task == "classification" else {}
     if args.json:
-        print_json(result_json(result))
+        print_json(result_json(result, model, data) | {key: s[result.engine] for key, s in scores.items()})
     else:
-        params = ", ".join(f"{k} = {fmt(v)}" for k, v in result.params.items())
-        print(
-            f"{result.model} ({result.engine}, {result.dtype} on {result.device}): {params}; "
-            f"loss {fmt(result.loss)} after {result.iterations} iterations, stopped by {result.stop_reason}; "
-            f"{time_text(result.seconds_per_iteration)} per iteration"
-        )
-    return _exit_for([result])
+        print(train_summary(result, model, data, scores))
+    return _exit_for([result], [("history", args.history)] if args.history else [])
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file is not None:
         return _check_file(args)
+    if args.points is None:
+        args.points = BUILTIN_POINTS
     if args.dtype in ("float16", "bfloat16"):
         raise UsageError(
             f"--dtype {args.dtype} checks your own file (--file); the built-in models run in float32 or float64"
@@ -266,11 +324,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
     preflight(args)
     checks = []
-    for name in names:
-        found = worst(check_model(MODELS[name], args.points, args.dtype, args.device, args.seed))
-        for c in found:
-            c.comparison = f"{name}: {c.comparison}" if len(names) > 1 else c.comparison
-        checks += found
+    with progress_bar(args.points * len(names), "check", unit="point") as bar:
+        for name in names:
+            bar.set_description(f"check {name}", refresh=False)
+            checked = check_model(MODELS[name], args.points, args.dtype, args.device, args.seed, progress=bar.update)
+            found = worst(checked)
+            for c in found:
+                c.comparison = f"{name}: {c.comparison}" if len(names) > 1 else c.comparison
+            checks += found
     if args.json:
         print(to_json(checks))
     else:
@@ -302,6 +363,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from gradtwin.cli.plots import plot_sweep
 
         plot_sweep(result, f"{model.name} on {data.name}", args.plot, force=args.force)
+        wrote("plot", args.plot)
     if args.json:
         print_json(
             {
@@ -337,6 +399,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _check_file(args: argparse.Namespace) -> int:
-    report = check_file(args.file, args.dtype, args.device, args.allow_kinks, args.method, args.seed)
+    points = FILE_POINTS if args.points is None else args.points
+    report = check_file(args.file, args.dtype, args.device, args.allow_kinks, args.method, args.seed, points)
     print(report.to_json() if args.json else report.table())
     return 0 if report.ok else 1

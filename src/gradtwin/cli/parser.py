@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from gradtwin.data import BUNDLED
 from gradtwin.models import MODELS
+from gradtwin.parity.userfile import DEFAULT_POINTS as FILE_POINTS
 from gradtwin.training import ENGINES
 
 
@@ -59,9 +60,33 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
         help=f"'diabetes', {', '.join(repr(k) for k in BUNDLED)} (bundled), 'synthetic', "
         "or a CSV file (default: the model's own data)",
     )
-    g.add_argument("--x", default="0", help="CSV column of X: header name or 0-based position (default 0)")
-    g.add_argument("--y", default="1", help="CSV column of Y: header name or 0-based position (default 1)")
+    g.add_argument(
+        "--x",
+        action="append",
+        default=None,
+        metavar="COLUMNS",
+        help="CSV column(s) of X: a header name or 0-based position; several for the multi-feature models, "
+        "by repeating --x, a comma list (size,rooms) or a range FIRST:LAST of positions or names, both ends "
+        "included (0:2 is columns 0, 1, 2; an empty end is the first or last column); a header name that "
+        "matches exactly wins over a list or range (default: column 0 for linear1d, every column but --y "
+        "for the other models)",
+    )
+    g.add_argument(
+        "--y",
+        default=None,
+        help="CSV column of Y: header name or 0-based position (default 1); for the classifiers, labels: "
+        "whole numbers (1.0 reads as 1) or words, k distinct values becoming classes 0..k-1 in sorted order",
+    )
     g.add_argument("--header", choices=("auto", "yes", "no"), default="auto", help="does the CSV have a header row")
+    g.add_argument(
+        "--delimiter",
+        choices=("auto", ",", ";", "tab", "space"),
+        default="auto",
+        metavar="{auto,',',';',tab,space}",
+        help="what separates a CSV's cells: ',', ';', 'tab', or 'space' (runs of spaces and tabs, as "
+        "numpy.loadtxt); auto: the first non-blank line decides: ';' if it has one, else ',', else tab, "
+        "else space (default auto)",
+    )
     g.add_argument("--n", type=positive_int, default=200, help="rows of synthetic data (default 200)")
     g.add_argument("--noise", type=nonnegative_float, default=0.5, help="noise of synthetic data (default 0.5)")
     g.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of synthetic data (default 0)")
@@ -73,8 +98,18 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+BUILTIN_POINTS = 200  # check --model: random points per model
+
+
 def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
-    p.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
+    which.add_argument(
+        "--file",
+        metavar="MY_MODEL.py",
+        help="train your own model instead: a file defining manual_gradients, manual_loss, torch_loss and "
+        "make_problem (README: Train your own model)",
+    )
     p.add_argument(
         "--lr", type=positive_float, default=None, help="learning rate, a positive finite number (default: the model's)"
     )
@@ -173,7 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="your file defining manual_gradients(params, X, Y), torch_loss(params, X, Y) and make_problem()",
     )
     check.add_argument("--allow-kinks", action="store_true", help="with --file: accept differing subgradients at kinks")
-    check.add_argument("--points", type=positive_int, default=200, help="random data sets and parameters (default 200)")
+    check.add_argument(
+        "--points",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"random data sets and parameters per model (default {BUILTIN_POINTS}); with --file, make_problem()'s "
+        f"point and N-1 around it or from sample_problem(rng) (default {FILE_POINTS})",
+    )
     check.add_argument(
         "--dtype",
         choices=("float32", "float64", "float16", "bfloat16"),

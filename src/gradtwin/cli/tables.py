@@ -8,12 +8,16 @@ from typing import Any
 import numpy as np
 
 from gradtwin.data import Dataset
+from gradtwin.models import Model
 from gradtwin.training import TrainResult
 
+SHOWN_NUMBERS = 20  # parameters of more numbers than this are shown by shape and norm, never in full
 
-def result_json(r: TrainResult) -> dict[str, Any]:
-    """A run as the JSON keys the commands print."""
-    return {
+
+def result_json(r: TrainResult, model: Model | None = None, data: Dataset | None = None) -> dict[str, Any]:
+    """A run as the JSON keys the commands print; with its model and data, also the units of
+    `params` and `params_in_data_units` (null for a model whose first layer is not affine in X)."""
+    out = {
         "model": r.model,
         "engine": r.engine,
         "device": r.device,
@@ -26,6 +30,93 @@ def result_json(r: TrainResult) -> dict[str, Any]:
         "lr": r.lr,
         "message": r.message,
     }
+    if model is not None and data is not None:
+        raw = model.in_data_units(r.params, data)
+        out["units"] = units(data)
+        out["params_in_data_units"] = None if raw is None else {k: v.tolist() for k, v in raw.items()}
+    return out
+
+
+def units(data: Dataset) -> str:
+    """In which units of X the parameters trained on `data` are."""
+    if data.x_mean is None:
+        return "X in the data's own units"
+    return "standardized X" if data.standardized else "X prepared as (X - x_mean) / x_scale"
+
+
+def _numbers(params: dict[str, np.ndarray]) -> int:
+    return sum(int(np.size(v)) for v in params.values())
+
+
+def _units_line(m: TrainResult, model: Model | None, data: Dataset) -> str:
+    """Which units the table's parameters are in, and the manual twin's in the data's own units."""
+    names = ", ".join(m.params)
+    if data.x_mean is None:
+        return f"{names}: for X in the data's own units"
+    raw = None if model is None else model.in_data_units(m.params, data)
+    if raw is None:
+        return f"{names}: for {units(data)}"
+    if _numbers(raw) > SHOWN_NUMBERS:
+        return f"{names}: for {units(data)}; --json gives them in the data's own units as well (params_in_data_units)"
+    shown = ", ".join(f"{k} = {fmt(v)}" for k, v in raw.items())
+    return f"{names}: for {units(data)}; in the data's own units (manual): {shown}"
+
+
+def train_summary(
+    r: TrainResult, model: Model, data: Dataset, scores: dict[str, dict[str, float]] | None = None
+) -> str:
+    """One run, a line each: loss, accuracies (classifiers), iterations, stop reason, time, then the
+    parameters: values for a regression of few numbers (also in the data's own units), else shape and norm."""
+    held_out = f", {data.test.n} held out" if data.test is not None else ""
+    lines = [
+        f"{r.model} ({r.engine}, {r.dtype} on {r.device}) on {data.name}: n={data.n} training rows{held_out}; "
+        f"lr={r.lr:g}",
+    ]
+    rows: list[tuple[str, str]] = [("loss", fmt(r.loss))]
+    for key, label in (("train_accuracy", "training accuracy"), ("test_accuracy", "held-out accuracy")):
+        if scores and key in scores:
+            rows.append((label, f"{scores[key][r.engine]:.2%}"))
+    rows += [
+        ("iterations", str(r.iterations)),
+        ("stop reason", r.stop_reason),
+        ("time / iteration", time_text(r.seconds_per_iteration)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
+    raw = model.in_data_units(r.params, data)
+    if model.task == "regression" and _numbers(r.params) <= SHOWN_NUMBERS:
+        lines.append(f"parameters, for {units(data)}:")
+        lines += _value_lines(r.params)
+        if raw is not None and data.x_mean is not None:
+            lines.append("in the data's own units:")
+            lines += _value_lines(raw)
+    else:
+        lines.append(f"parameters, for {units(data)}: shape and norm (--json prints them in full)")
+        width = max(len(k) for k in r.params)
+        lines += [
+            f"  {k.ljust(width)}  {tuple(np.shape(v))!s:<12}  norm {fmt(np.linalg.norm(np.asarray(v, float)), 6)}"
+            for k, v in r.params.items()
+        ]
+        if raw is not None and data.x_mean is not None:
+            lines.append("  in the data's own units as well: --json (params_in_data_units)")
+    lines += _classes_line(data)
+    if r.message:
+        lines.append(f"{r.engine}: {r.message}")
+    return "\n".join(lines)
+
+
+def _classes_line(data: Dataset) -> list[str]:
+    """The classes' names as the data file wrote them, where it did."""
+    if not data.class_names:
+        return []
+    names = ", ".join(data.class_names)
+    shown = names if len(names) <= 150 else names[:150] + "..."
+    return [f"classes 0..{len(data.class_names) - 1} of {data.y_name}: {shown}"]
+
+
+def _value_lines(params: dict[str, np.ndarray]) -> list[str]:
+    width = max(len(k) for k in params)
+    return [f"  {k.ljust(width)}  {fmt(v)}" for k, v in params.items()]
 
 
 def fmt(v: Any, digits: int = 10) -> str:
@@ -37,7 +128,12 @@ def fmt(v: Any, digits: int = 10) -> str:
 
 
 def classifier_table(
-    m: TrainResult, a: TrainResult, diffs: dict[str, float], scores: dict[str, dict[str, float]], data: Dataset
+    m: TrainResult,
+    a: TrainResult,
+    diffs: dict[str, float],
+    scores: dict[str, dict[str, float]],
+    data: Dataset,
+    model: Model | None = None,
 ) -> str:
     """The classifier twins side by side: loss, accuracies, iterations, then their largest difference."""
     held_out = f", {data.test.n} held out" if data.test is not None else ", nothing held out"
@@ -56,6 +152,10 @@ def classifier_table(
     rows.append(("time / iteration", time_text(m.seconds_per_iteration), time_text(a.seconds_per_iteration)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in m.params.items())
+    own = "; --json prints them, also in the data's own units" if data.x_mean is not None else ""
+    lines.append(f"parameters {shapes}: for {units(data)}{own}")
+    lines += _classes_line(data)
     lines += [
         "",
         f"largest |manual - autograd| over the whole run ({m.history.iteration.size} recorded iterations):",
@@ -72,6 +172,7 @@ def compare_table(
     lsq: dict[str, np.ndarray],
     lsq_loss: float,
     data: Dataset,
+    model: Model | None = None,
 ) -> str:
     """The regression twins side by side with least squares, then their largest difference."""
     x_desc = f"{data.x_name}{' (standardized)' if data.standardized else ''}"
@@ -95,6 +196,7 @@ def compare_table(
     rows.append(("time / iteration", time_text(m.seconds_per_iteration), time_text(a.seconds_per_iteration), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(_units_line(m, model, data))
     rec = m.history.iteration.size
     lines += [
         "",
@@ -110,3 +212,37 @@ def compare_table(
 def time_text(seconds: float) -> str:
     """Seconds as microseconds or milliseconds, three digits."""
     return f"{seconds * 1e6:.3g} us" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms"
+
+
+def twins_table(m: TrainResult, a: TrainResult, diffs: dict[str, float], data: Dataset, start: str) -> str:
+    """Your own model's twins side by side (no reference answer is known for it), then their largest difference.
+
+    A parameter of few numbers is shown in full, a larger one by its shape and norm.
+    """
+    lines = [
+        f"{m.model} on {data.name}: n={data.n}; {m.dtype} on {a.device}; lr={m.lr:g}; start: {start}",
+        "",
+    ]
+    arrays = "NumPy" if m.extra.get("array") == "numpy" else "torch, no autograd"
+    rows: list[tuple[str, str, str]] = [("", f"manual ({arrays})", "autograd (PyTorch)")]
+    for name in m.params:
+        rows.append((name, _shown(m.params[name]), _shown(a.params[name])))
+    rows.append(("loss", fmt(m.loss), fmt(a.loss)))
+    rows.append(("iterations", str(m.iterations), str(a.iterations)))
+    rows.append(("stop reason", m.stop_reason, a.stop_reason))
+    rows.append(("time / iteration", time_text(m.seconds_per_iteration), time_text(a.seconds_per_iteration)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [
+        "",
+        f"largest |manual - autograd| over the whole run ({m.history.iteration.size} recorded iterations):",
+        "  " + ", ".join(f"{k} {fmt(v, 3)}" for k, v in diffs.items()),
+    ]
+    lines += [f"{r.engine}: {r.message}" for r in (m, a) if r.message]
+    return "\n".join(lines)
+
+
+def _shown(value: np.ndarray) -> str:
+    if np.size(value) <= SHOWN_NUMBERS:
+        return fmt(value)
+    return f"shape {tuple(np.shape(value))}, norm {fmt(np.linalg.norm(np.asarray(value, float)), 6)}"
