@@ -9,6 +9,7 @@ from gradtwin.parity.function_check import FunctionReport, assert_function_match
 from gradtwin.parity.gradcheck import GradientReport, ParamReport, assert_gradients_match, check_gradients
 from gradtwin.parity.model_check import check_model, check_point
 from gradtwin.parity.userfile import check_file
+from gradtwin.steps import recording, tap
 from gradtwin.training import AutogradEngine, History, ManualEngine, TrainResult, distributed, make_engine, train
 
 __all__ = [
@@ -40,9 +41,11 @@ __all__ = [
     "load_diabetes_bmi",
     "make_engine",
     "model_from_file",
+    "recording",
     "register",
     "standardize",
     "synthetic_linear1d",
+    "tap",
     "train",
 ]
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
 """A model written in your own Python file: loaded, validated, and made a `Model` every command can run.
 
 The file defines (the README's table, "From the command line", says the same)
-    manual_gradients(params, X, Y) -> dict   hand-derived gradients, same keys and shapes as params
+    manual_gradients(params, X, Y) -> dict   hand-derived gradients, same keys and shapes as params, and
+                                             optionally dL/dT of intermediates T torch_loss taps (gradtwin.tap)
     torch_loss(params, X, Y) -> 0-d tensor   the same loss in PyTorch
     make_problem() -> (params, (X, Y))       a small problem: dict of arrays, tuple of data arrays
 and optionally
@@ -300,8 +301,9 @@ def _like(value: Any, ref: Any, what: str, path: str) -> Any:
 
 
 def _gradients_like(grads: Any, params: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """The hand gradients checked (same keys and shapes as params) and put in the params' arrays."""
-    if not isinstance(grads, Mapping) or set(grads) != set(params):
+    """The hand gradients checked (every key of params, same shapes) and put in the params' arrays; other keys
+    are the gradients of tapped intermediates (gradtwin.tap), which `check --file` compares and training ignores."""
+    if not isinstance(grads, Mapping) or not set(params) <= set(grads):
         got = sorted(grads) if isinstance(grads, Mapping) else type(grads).__name__
         raise UsageError(f"{path}: manual_gradients returned {got} but params has {sorted(params)}")
     out = {}

@@ -20,6 +20,10 @@ beyond (rounding.rounding_bound), and S the rounding scale of each element. Two 
     worst and of random elements of each parameter and along one random direction per parameter.
 S is raised to what the loss shows in float32 (`_with_float32_floor`), plus an underflow floor.
 The rule is written out with its reasons in the README ("The tolerance rule and why").
+
+Intermediates: keys of the hand dict that are not parameters are dL/dT of tensors T that
+torch_loss marks with gradtwin.tap(name, T); they are compared in graph order, from the loss
+back, by gradtwin.steps (report.steps), and the first wrong step is named.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from gradtwin.parity.noise import loss_noise
 from gradtwin.parity.report import SHOWN, Element, GradientReport, ParamReport
 from gradtwin.parity.rounding import ROUNDING_OPS, Bound, rounding_bound, tolerance
 from gradtwin.parity.sketch import MISS, sketch_scales
+from gradtwin.steps.compare import StepsReport, check_steps, parameter_sentence
+from gradtwin.steps.tap import recording
 
 __all__ = ["GradientReport", "ParamReport", "assert_gradients_match", "check_gradients"]
 
@@ -93,6 +99,8 @@ def check_gradients(
     'numpy', or 'torch' (tensors in `dtype` on `device`, no autograd; returned tensors must be
     in that dtype on that device). method: 'auto' (exhaustive up to EXHAUSTIVE_MAX parameter
     elements, sampled above), 'exhaustive' or 'sampled'. seed: of the sampled method's draws.
+    Keys of manual_gradients' dict beyond the parameters are intermediates: hand["Z"] is dL/dZ of
+    the tensor torch_loss taps as gradtwin.tap("Z", ...), of its shape (report.steps).
     """
     check_dtype(dtype, half=True)
     array = _array_kind(manual_array, params, data)
@@ -114,7 +122,8 @@ def check_gradients(
     bound64 = rounding_bound("float64", K + ROUNDING_OPS, outputs=size + 1)
     cpu = torch.device("cpu")
     with tf32_off() as tf32_note:
-        loss64, g64, sensitivity = _reference(torch_loss, p64, d64, sampled)
+        with recording() as seen:  # which intermediates torch_loss taps, at no extra run
+            loss64, g64, sensitivity = _reference(torch_loss, p64, d64, sampled)
         if scale is not None:
             S = _user_scale(scale, p64, d64)
             S_loss = float(np.asarray(loss_scale(p64, *d64))) if loss_scale is not None else abs(loss64)
@@ -125,14 +134,28 @@ def check_gradients(
         else:
             S, S_loss = autograd_scales(torch_loss, p64, d64, K)
         hand_dev = dev if array == "torch" else cpu
-        hand, flipped = manual(manual_gradients, p64, d64, dtype, array, hand_dev)
-        hand64 = hand if dtype == "float64" else manual(manual_gradients, p64, d64, "float64", array, cpu)[0]
+        extra: dict[str, Any] = {}  # the intermediates' hand gradients, keyed by tap name
+        extra64: dict[str, Any] = {}
+        reduced: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # name -> (shape returned, axes summed)
+        hand, flipped = manual(manual_gradients, p64, d64, dtype, array, hand_dev, seen.names(), extra, reduced)
+        hand64 = (
+            hand if dtype == "float64" else manual(manual_gradients, p64, d64, "float64", array, cpu, seen.names(),
+                                                   extra64, {})[0]
+        )  # fmt: skip
         # the same computation is run once: float64 on the cpu is the reference itself
         same = dtype == "float64" and dev.type == "cpu"
         loss_d, auto = (loss64, g64) if same else autograd_gradients(torch_loss, p64, d64, dtype, dev)
         auto_cpu = autograd_gradients(torch_loss, p64, d64, dtype, cpu)[1] if dev.type != "cpu" else {}
         run32 = (loss_d, auto) if dtype == "float32" and dev.type == "cpu" else None
         S, S_loss = _with_float32_floor(torch_loss, p64, d64, g64, loss64, S, S_loss, run32)
+
+    steps: StepsReport | None = None
+    related: dict[str, np.ndarray] = {}  # autograd's float64 dL/dT of every tapped T, for the diagnoses
+    if extra or seen.names():
+        with tf32_off():
+            steps = check_steps(extra, extra64 if dtype != "float64" else None, torch_loss, p64, d64, dtype=dtype,
+                                device=dev, n_terms=K, sketch=sampled, seed=seed, samples=samples_of(d64),
+                                label=label, what="manual_gradients()", grads_out=related)  # fmt: skip
 
     def loss_fn(p: dict[str, np.ndarray]) -> float:
         return float(_torch_loss64(torch_loss, p, d64))
@@ -190,7 +213,7 @@ def check_gradients(
             probes = MAX_KINK_PROBES_SAMPLED if sampled else MAX_KINK_PROBES
             kinks = (
                 {}
-                if name in flipped
+                if name in flipped or name in reduced
                 else _refine(loss_fn, p64, name, suspects, fd[name], fd_bound[name], fd_apriori, probes)
             )
             differenced = ~np.isnan(fd[name])
@@ -238,7 +261,7 @@ def check_gradients(
             if dtype != "float64" and not np.all(np.abs(hand64[name] - g64[name]) <= 2 * t_64):
                 values["seen"], ref_tol = hand64[name], 2 * t_64  # wrong in float64 too: diagnose it there, sharper
             report = _param_report(name, p64[name].shape, checks, bad, values, ref_tol, name in flipped, kinks,
-                                   allow_kinks, d64, arrays)  # fmt: skip
+                                   allow_kinks, d64, arrays, reduced.get(name), related)  # fmt: skip
             params_out.append(report)
         if sampled:
             if per_tensor and all(c.ok for p in params_out for c in p.checks if "direction" in c.comparison):
@@ -259,6 +282,8 @@ def check_gradients(
             f"four spacings (sigma = {noise:.3g}), then set their bound"
         )
     loss_checks = _loss_checks(manual_loss, p64, d64, dtype, loss_d, loss64, K, S_loss, label, bound, bound64)
+    if steps is not None:
+        steps.first_wrong = steps.first_wrong or _first_wrong_parameter(steps, params_out, seen.names())
     notes = [
         tf32_note,
         *flat,
@@ -268,9 +293,11 @@ def check_gradients(
         _method_note(sampled, size),
         *_meaningless(bound, dtype, K),
         *excused,
+        *(steps.notes if steps is not None else []),
     ]
+    steps_ok = steps is None or steps.ok
     return GradientReport(
-        ok=all(p.ok for p in params_out) and all(c.ok for c in [*loss_checks, *directions]),
+        ok=all(p.ok for p in params_out) and all(c.ok for c in [*loss_checks, *directions]) and steps_ok,
         dtype=dtype,
         device=str(dev),
         params=params_out,
@@ -279,7 +306,25 @@ def check_gradients(
         notes=notes,
         method="sampled" if sampled else "exhaustive",
         directions=directions,
+        steps=steps,
     )
+
+
+def _first_wrong_parameter(steps: StepsReport, params: list[ParamReport], tapped: list[str]) -> str | None:
+    """Every checked intermediate agrees but a parameter does not: the step from the nearest checked tensor
+    computed from it (walking from the loss back, the first such parameter)."""
+    checked = [s.name for s in steps.steps]
+
+    def source(name: str) -> str | None:  # the checked tensor the parameter's gradient comes from, None: the loss
+        first = steps.after.get(name)
+        later = tapped[tapped.index(first) :] if first in tapped else []
+        return next((t for t in later if t in checked), None)
+
+    wrong = [p.name for p in params if not p.ok]
+    if not wrong:
+        return None
+    nearest = max(wrong, key=lambda p: len(tapped) if source(p) is None else tapped.index(source(p)))  # type: ignore[arg-type]
+    return parameter_sentence(nearest, source(nearest))
 
 
 def _beyond_first_order(
@@ -696,8 +741,16 @@ def manual(
     dtype: str,
     array: str,
     device: torch.device | None,
+    tapped: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+    reduced: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
 ) -> tuple[dict[str, np.ndarray], set[str]]:
-    """The hand-derived gradients in `dtype`, validated, in float64; and the names returned transposed."""
+    """The hand-derived gradients in `dtype`, validated, in float64; and the names returned transposed.
+
+    extra: where keys other than the parameters go (intermediates, keyed by tap name, as returned: in
+    `dtype`), when the torch loss taps some (`tapped`); without taps such keys are refused.
+    reduced: where a gradient returned with its parameter's broadcast shape (a bias's (n, h) for (h,)) is
+    recorded, summed over the broadcast axes, as (shape returned, axes); without it that shape is refused."""
     if array == "torch":
 
         def conv(x: np.ndarray) -> Any:
@@ -710,25 +763,45 @@ def manual(
     out = manual_gradients({k: conv(v) for k, v in params.items()}, *(conv(x) for x in data))
     if not isinstance(out, Mapping):
         raise UsageError(f"manual_gradients must return a dict name -> array; got {type(out).__name__}")
-    if set(out) != set(params):
-        missing, extra = sorted(set(params) - set(out)), sorted(set(out) - set(params))
+    missing, unexpected = sorted(set(params) - set(out)), sorted(set(out) - set(params))
+    if missing or (unexpected and (extra is None or not tapped)):
+        hint = (
+            f" (the gradient of an intermediate needs gradtwin.tap({unexpected[0]!r}, tensor) in torch_loss)"
+            if unexpected and not missing and extra is not None
+            else ""
+        )
         raise UsageError(
             f"manual_gradients returned keys {sorted(out)} but params has {sorted(params)}"
             + (f": missing {missing}" if missing else "")
-            + (f"; unexpected {extra}" if extra else "")
+            + (f"; unexpected {unexpected}" if unexpected else "")
+            + hint
         )
+    for k in unexpected:
+        if array == "torch":
+            _check_tensor(out[k], f"manual_gradients()[{k!r}]", torch_dtype(dtype, half=True), device)
+        extra[k] = out[k]  # type: ignore[index]
     grads, flipped = {}, set()
     for k, p in params.items():
         if array == "torch":
             _check_tensor(out[k], f"manual_gradients()[{k!r}]", torch_dtype(dtype, half=True), device)
         g = _to_numpy(out[k], f"manual_gradients()[{k!r}]")
+        axes = diagnose.reducible(g.shape, p.shape) if g.shape != p.shape else None
         if g.shape != p.shape:
             if g.ndim >= 2 and g.shape == p.shape[::-1]:
                 g = g.T
                 flipped.add(k)
+            elif axes is not None and reduced is not None:
+                reduced[k] = (g.shape, axes)
+                g = g.sum(axis=axes).reshape(p.shape)
             else:
+                n = samples_of(data)
+                hint = (
+                    f" (an axis of length n = {n}, the samples: summed over the wrong axis?)"
+                    if n is not None and n > 1 and n in g.shape and n not in p.shape
+                    else ""
+                )
                 raise UsageError(
-                    f"manual_gradients()[{k!r}] must have the shape of params[{k!r}], {p.shape}; got {g.shape}"
+                    f"manual_gradients()[{k!r}] must have the shape of params[{k!r}], {p.shape}; got {g.shape}{hint}"
                 )
         grads[k] = g
     return grads, flipped
@@ -811,6 +884,8 @@ def _param_report(
     allow_kinks: bool,
     d64: Sequence[np.ndarray],
     arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    reduced: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+    related: Mapping[str, np.ndarray] | None = None,
 ) -> ParamReport:
     """Pick the worst comparison, then explain a mismatch (shape, kink, sign, factor, transpose).
 
@@ -818,16 +893,19 @@ def _param_report(
     float64 when that is wrong too) against the float64 reference within `ref_tol`.
     """
     h, a, r, seen = values["hand"], values["autograd"], values["reference"], values["seen"]
-    ok = all(c.ok for c in checks) and not flipped
+    ok = all(c.ok for c in checks) and not flipped and reduced is None
     diagnosis = None
     if flipped:
         diagnosis = diagnose.transposed_shape(name, shape, bool(np.all(np.abs(h - r) <= ref_tol)))
+    elif reduced is not None:
+        diagnosis = diagnose.unreduced(name, shape, *reduced, bool(np.all(np.abs(h - r) <= ref_tol)))
     elif not ok and _only_at_kinks(bad, kinks, h, a):
         ok = allow_kinks
         diagnosis = kink_sentence(name, kinks, h, a, allow_kinks)
     elif not ok:
         narrow = any(c.comparison.startswith("autograd") and c.comparison.endswith(" vs float64") for c in checks)
-        diagnosis = explain(checks, seen, r, ref_tol, samples_of(d64), narrow)
+        indices = [x for x in d64 if x.dtype.kind in "iu"]
+        diagnosis = explain(checks, seen, r, ref_tol, samples_of(d64), narrow, indices, related)
     # the failing comparison farthest outside its tolerance, an element's before a projection's
     worst = max(checks, key=lambda c: (not c.ok, len(c.worst_index) == h.ndim, c.worst_err / max(c.tol, _TINY)))
     i = worst.worst_index
@@ -876,11 +954,19 @@ def _ratio(a: float, b: float) -> float:
 
 
 def explain(
-    checks: list[ParamCheck], h: np.ndarray, r: np.ndarray, tol: np.ndarray, n: int | None, narrow: bool
+    checks: list[ParamCheck],
+    h: np.ndarray,
+    r: np.ndarray,
+    tol: np.ndarray,
+    n: int | None,
+    narrow: bool,
+    indices: Sequence[np.ndarray] = (),
+    related: Mapping[str, np.ndarray] | None = None,
 ) -> str:
     """Which side is wrong, and the pattern that explains the hand-derived gradient if one does.
 
     narrow: the checked dtype is below float64 (a float64 twin of the hand code was run too).
+    indices: the integer arrays of the data; related: autograd's float64 dL/dT of each tapped T.
     """
     auto_fd = next((c for c in checks if c.comparison.startswith("autograd float64 vs finite diff") and not c.ok), None)
     if auto_fd is not None:
@@ -897,13 +983,7 @@ def explain(
             if narrow
             else "finite differences cannot tell hand from autograd here (their error bound covers both)"
         )
-    pattern = (
-        diagnose.constant_ratio(h, r, tol, n)
-        or diagnose.transposed(h, r, tol)
-        or diagnose.located(h, r, tol)
-        or diagnose.summarize(h, r, tol)
-    )
-    return f"{side}; {pattern}"
+    return f"{side}; {diagnose.pattern(h, r, np.broadcast_to(tol, h.shape), n, indices, related)}"
 
 
 def _refine(

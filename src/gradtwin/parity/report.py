@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gradtwin.parity.compare import JsonReport, ParamCheck, fixed_width
+from gradtwin.steps.compare import StepsReport
 
 SHOWN = 5  # worst elements listed per parameter that disagrees
 
@@ -66,6 +67,7 @@ class GradientReport(JsonReport):
     notes: list[str]
     method: str = "exhaustive"
     directions: list[ParamCheck] = field(default_factory=list)  # the sampled method's projections of all
+    steps: StepsReport | None = None  # the tapped intermediates, from the loss back (None: torch_loss taps none)
 
     def checks(self) -> list[ParamCheck]:
         """Every comparison made: the loss first, then each parameter's, then the projections of all."""
@@ -95,6 +97,8 @@ class GradientReport(JsonReport):
                  for c in self.directions]  # fmt: skip
         lines = [f"gradient check, {self.dtype} on {self.device}: {'all agree' if self.ok else 'MISMATCH'}"]
         lines += fixed_width(header, rows)
+        if self.steps is not None:
+            lines += _steps_lines(self.steps)
         for p in self.params:
             if not p.ok:
                 lines.append(f"{p.name}: worst in {p.comparison}; {p.diagnosis}")
@@ -104,6 +108,15 @@ class GradientReport(JsonReport):
         return "\n".join(lines)
 
     __str__ = table
+
+
+def _steps_lines(steps: StepsReport) -> list[str]:
+    """The intermediates in graph order (from the loss back to the parameters), then the first wrong step."""
+    header = ("step", "ok", "shape", "worst at", "hand", "autograd", "abs err", "rel err", "tolerance")
+    lines = [f"steps from the loss back: {'all agree' if steps.ok else 'MISMATCH'}"]
+    if steps.steps:
+        lines += fixed_width(header, steps.rows())
+    return lines + steps.explanations()
 
 
 def _worst_lines(p: ParamReport) -> list[str]:

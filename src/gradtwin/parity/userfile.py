@@ -167,6 +167,12 @@ def _merge(
     notes = list(dict.fromkeys(n for r in reports for n in r.notes))
     if points > 1:
         notes.append("worst point of each parameter: " + ", ".join(f"{n} at point {k}" for n, k in worst_point.items()))
+    # the steps of the first point where something is wrong: one chain, read from the loss back, at one point
+    at = next((i for i, r in enumerate(reports) if not r.ok), 0)
+    steps = reports[at].steps
+    if steps is not None and points > 1:
+        why = " (the first where a check fails)" if at else ""
+        notes.append(f"steps from the loss back shown at point {at}{why}")
     return FileReport(
         ok=all(r.ok for r in reports),
         dtype=first.dtype,
@@ -177,6 +183,7 @@ def _merge(
         notes=notes,
         method=first.method,
         directions=_worst_checks([r.directions for r in reports]),
+        steps=steps,
         points=points,
         seed=seed,
         drawn=drawn,
