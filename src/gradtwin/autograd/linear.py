@@ -12,6 +12,7 @@ import functools
 import torch
 
 from gradtwin.autograd.backward import loss_and_gradients
+from gradtwin.steps.tap import tap
 
 Params = dict[str, torch.Tensor]
 
@@ -26,9 +27,10 @@ def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor 
 
     Weighted::  L = sum_i v_i (X_i . w + b - Y_i)^2 / sum_i v_i
     """
+    pred = tap("pred", predict(params, X))  # (n,)
     if weight is None:
-        return torch.nn.functional.mse_loss(predict(params, X), Y)  # ()
-    residual = predict(params, X) - Y  # (n,)
+        return torch.nn.functional.mse_loss(pred, Y)  # ()
+    residual = pred - Y  # (n,)
     return torch.sum(weight * residual**2) / torch.sum(weight)  # ()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from gradtwin.autograd.backward import loss_and_gradients
+from gradtwin.steps.tap import tap
 
 Params = dict[str, torch.Tensor]
 
@@ -16,7 +17,7 @@ def predict(params: Params, X: torch.Tensor) -> torch.Tensor:
 
 def loss(params: Params, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Mean squared error.   Loss::  L = 1/n * sum_i (X_i w + b - Y_i)^2   ->  ()"""
-    residual = predict(params, X) - Y  # (n,)
+    residual = tap("pred", predict(params, X)) - Y  # (n,)
     return torch.mean(residual * residual)  # ()
 
 

@@ -6,6 +6,7 @@ import torch
 
 from gradtwin.autograd.backward import loss_and_gradients
 from gradtwin.autograd.softmax import cross_entropy
+from gradtwin.steps.tap import tap
 
 Params = dict[str, torch.Tensor]
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
@@ -14,11 +15,11 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 def forward(
     params: Params, X: torch.Tensor, activation: str = "tanh"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A, H and Z.   Shapes::  X (n, d), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)  ->  (n, h), (n, h), (n, k)"""
-    A = X @ params["W1"] + params["b1"]  # (n, h)
-    H = activate(A, activation)  # (n, h)
-    Z = H @ params["W2"] + params["b2"]  # (n, k)
-    return A, H, Z
+    """Z1, H and Z2.   Shapes::  X (n, d), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)  ->  (n, h), (n, h), (n, k)"""
+    Z1 = tap("Z1", torch.addmm(params["b1"], X, params["W1"]))  # (n, h)
+    H = tap("H", activate(Z1, activation))  # (n, h)
+    Z2 = tap("Z2", torch.addmm(params["b2"], H, params["W2"]))  # (n, k)
+    return Z1, H, Z2
 
 
 def predict(params: Params, X: torch.Tensor, activation: str = "tanh") -> torch.Tensor:
@@ -27,7 +28,7 @@ def predict(params: Params, X: torch.Tensor, activation: str = "tanh") -> torch.
 
 
 def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, activation: str = "tanh") -> torch.Tensor:
-    """Mean cross-entropy.   Loss::  L = 1/n * sum_i (logsumexp_c Z_ic - Z_{i,Y_i})   ->  ()"""
+    """Mean cross-entropy.   Loss::  L = 1/n * sum_i (logsumexp_c Z2_ic - Z2_{i,Y_i})   ->  ()"""
     return cross_entropy(forward(params, X, activation)[2], Y)
 
 
@@ -36,12 +37,12 @@ def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor, activation: str 
     return loss_and_gradients(lambda p, x, y: loss(p, x, y, activation), params, X, Y)[1]
 
 
-def activate(A: torch.Tensor, activation: str) -> torch.Tensor:
-    """H = tanh(A), max(A, 0) or 1 / (1 + e^-A).   Shapes::  (n, h) -> (n, h)"""
+def activate(Z1: torch.Tensor, activation: str) -> torch.Tensor:
+    """H = tanh(Z1), max(Z1, 0) or 1 / (1 + e^-Z1).   Shapes::  (n, h) -> (n, h)"""
     if activation == "tanh":
-        return torch.tanh(A)
+        return torch.tanh(Z1)
     if activation == "relu":
-        return torch.relu(A)
+        return torch.relu(Z1)
     if activation == "sigmoid":
-        return torch.sigmoid(A)
+        return torch.sigmoid(Z1)
     raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")

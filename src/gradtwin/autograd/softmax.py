@@ -10,13 +10,14 @@ import functools
 import torch
 
 from gradtwin.autograd.backward import loss_and_gradients
+from gradtwin.steps.tap import tap
 
 Params = dict[str, torch.Tensor]
 
 
 def logits(params: Params, X: torch.Tensor) -> torch.Tensor:
     """Z = X @ W + b.   Shapes::  X (n, d), W (d, k), b (k,)  ->  Z (n, k)"""
-    return X @ params["W"] + params["b"]
+    return torch.addmm(params["b"], X, params["W"])  # one graph node
 
 
 def predict(params: Params, X: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ def predict(params: Params, X: torch.Tensor) -> torch.Tensor:
 
 def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy.   Loss::  L = 1/n * sum_i (logsumexp_c Z_ic - Z_{i,Y_i})   ->  ()"""
-    return cross_entropy(logits(params, X), Y, weight)
+    return cross_entropy(tap("Z", logits(params, X)), Y, weight)
 
 
 def gradients(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None = None) -> Params:
@@ -39,7 +40,8 @@ def cross_entropy(Z: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor | None 
 
     Shapes::  Z (n, k), Y (n,), v (n,) -> ()
     """
-    picked = Z.gather(1, Y[:, None])[:, 0]  # (n,)
+    # F.cross_entropy is log_softmax + nll_loss: two graph nodes, stable at any logit (max subtracted)
     if weight is None:
-        return torch.mean(torch.logsumexp(Z, dim=1) - picked)
-    return torch.sum(weight * (torch.logsumexp(Z, dim=1) - picked)) / torch.sum(weight)
+        return torch.nn.functional.cross_entropy(Z, Y)  # ()
+    terms = torch.nn.functional.cross_entropy(Z, Y, reduction="none")  # (n,) lse_i - Z_{i,Y_i}
+    return torch.dot(weight, terms) / torch.sum(weight)  # ()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gradtwin.cli.commands import cmd_check, cmd_compare, cmd_list, cmd_sweep, cmd_train
+from gradtwin.cli.commands import cmd_check, cmd_compare, cmd_explain, cmd_list, cmd_sweep, cmd_train
 from gradtwin.cli.parser import build_parser, one_line
 from gradtwin.errors import DivergedError, GradtwinError
 from gradtwin.training import distributed
@@ -39,8 +39,10 @@ def _main(argv: Sequence[str] | None) -> int:
         # NumPy's overflow warnings would add lines to stderr; every result is checked for
         # finiteness where it matters (divergence, data), so they say nothing new.
         with np.errstate(all="ignore"):
-            if args.command in ("check", "list", "sweep"):
-                return {"check": cmd_check, "list": cmd_list, "sweep": cmd_sweep}[args.command](args)
+            if args.command in ("check", "list", "sweep", "explain"):
+                return {"check": cmd_check, "list": cmd_list, "sweep": cmd_sweep, "explain": cmd_explain}[args.command](
+                    args
+                )
             return {"compare": cmd_compare, "train": cmd_train}[args.command](args, argv)
     except GradtwinError as e:
         rank = _rank()

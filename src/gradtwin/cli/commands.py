@@ -398,6 +398,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Each step of a built-in model's hand backward pass beside autograd's; exit 1 when one disagrees."""
+    from gradtwin.steps.explain import explain
+
+    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
+        raise UsageError(f"--plot must name a .png or .svg file; got {args.plot!r}")
+    preflight(args, [args.plot])
+    explanation = explain(get_model(args.model), args.seed, args.dtype, args.device, args.rows)
+    if args.plot:
+        from gradtwin.cli.plots import plot_explain
+
+        plot_explain(explanation, args.plot, force=args.force)
+    print(explanation.to_json() if args.json else explanation.table())
+    if args.plot:
+        wrote("plot", args.plot)
+    return 0 if explanation.ok else 1
+
+
 def _check_file(args: argparse.Namespace) -> int:
     points = FILE_POINTS if args.points is None else args.points
     report = check_file(args.file, args.dtype, args.device, args.allow_kinks, args.method, args.seed, points)

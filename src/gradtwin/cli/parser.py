@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from gradtwin.data import BUNDLED
 from gradtwin.models import MODELS
 from gradtwin.parity.userfile import DEFAULT_POINTS as FILE_POINTS
+from gradtwin.steps.explain import ROWS as EXPLAIN_ROWS
 from gradtwin.training import ENGINES
 
 
@@ -233,4 +234,30 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
 
     sub.add_parser("list", help="the registered models: parameters, default data and settings")
+
+    ex = sub.add_parser(
+        "explain", help="a built-in model's hand backward pass step by step beside autograd's; the first wrong step"
+    )
+    ex.add_argument("--model", default="linear1d", help=f"the built-in model explained: one of {', '.join(MODELS)}")
+    ex.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seeds the parameters and the rows drawn (default 0)"
+    )
+    ex.add_argument(
+        "--rows",
+        type=positive_int,
+        default=EXPLAIN_ROWS,
+        help=f"rows of the model's default data drawn by the seed (default {EXPLAIN_ROWS})",
+    )
+    ex.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float64",
+        help="precision of both backward passes, held against float64 on the cpu (default float64)",
+    )
+    ex.add_argument("--device", default="cpu", help="where both backward passes run: cpu, cuda, cuda:N or mps")
+    ex.add_argument("--json", action="store_true", help="print the steps as JSON instead of a table")
+    ex.add_argument(
+        "--plot", metavar="FILE.png|FILE.svg", help="draw the steps as a chain, each box coloured by error/tolerance"
+    )
+    ex.add_argument("--force", action="store_true", help="overwrite a plot file that exists")
     return parser

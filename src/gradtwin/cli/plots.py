@@ -13,6 +13,7 @@ from gradtwin.training.loop import TrainResult
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from gradtwin.steps.explain import Explanation
     from gradtwin.training.exact import Sweep
 
 DIVERGED = "diverged (loss beyond the axis)"
@@ -149,3 +150,95 @@ def sweep_figure(result: Sweep, title: str) -> Figure:
 def plot_sweep(result: Sweep, title: str, path: str | os.PathLike[str], force: bool = False) -> None:
     """`sweep_figure` written to `path` as a PNG."""
     write_figure(sweep_figure(result, title), path, force)
+
+
+Colour = str | tuple[float, float, float]
+OK_COLOURS = ("#1a9850", "#d9ef8b")  # error 0 .. at its tolerance: deep to pale green
+WRONG_COLOURS = ("#fc8d59", "#a50026")  # just beyond its tolerance .. 1000 times beyond: orange to deep red
+
+
+def step_colour(ratio: float, ok: bool) -> tuple[float, float, float]:
+    """A step's colour by error / tolerance: green shades where it agrees, red ones where it does not."""
+    from matplotlib.colors import to_rgb
+
+    if ok:
+        low, high, t = *OK_COLOURS, min(max(ratio, 0.0), 1.0)
+    else:
+        low, high = WRONG_COLOURS
+        t = min(max(np.log10(ratio) / 3.0, 0.0), 1.0) if np.isfinite(ratio) and ratio > 0 else 1.0
+    a, b = np.array(to_rgb(low)), np.array(to_rgb(high))
+    r, g, bl = (1 - t) * a + t * b
+    return float(r), float(g), float(bl)
+
+
+def explain_figure(explanation: Explanation) -> Figure:
+    """The backward pass as a chain: the loss, then each intermediate to the right, each parameter below the
+    step it comes from; each box coloured by error / tolerance (`step_colour`), the first wrong one outlined.
+
+    Boxes are FancyBboxPatch with gid 'loss' and 'step:<name>'.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch
+
+    steps = explanation.steps
+    parents = explanation.parents
+    params = set(explanation.report.after)  # the parameters' names; every other step is an intermediate
+    children: dict[str | None, list[str]] = {}
+    for s in steps:
+        if s.name in params:
+            children.setdefault(parents.get(s.name), []).append(s.name)
+    w, h, gap = 1.2, 0.9, 0.25
+    spacing = max([1.6, *((w + gap) * len(c) for c in children.values())])
+    place: dict[str | None, tuple[float, float]] = {None: (0.0, 0.0)}
+    for s in steps:
+        if s.name not in params:
+            place[s.name] = (spacing * len(place), 0.0)
+    for parent, names in children.items():
+        x = place.get(parent, (0.0, 0.0))[0]
+        for j, name in enumerate(names):
+            place[name] = (x + (j - (len(names) - 1) / 2) * (w + gap), -1.5)
+    columns = 1 + sum(s.name not in params for s in steps)  # the loss and each intermediate
+    fig = Figure(figsize=(max(6.0, 0.9 * spacing * columns + 1.0), 4.2 if children else 2.6), layout="constrained")
+    ax = fig.subplots()
+    first = next((s.name for s in steps if not s.ok), None)
+
+    def box(xy: tuple[float, float], text: str, colour: Colour, gid: str, edge: float) -> None:
+        patch = FancyBboxPatch(
+            (xy[0] - w / 2, xy[1] - h / 2), w, h, boxstyle="round,pad=0.05", facecolor=colour,
+            edgecolor="black", linewidth=edge,
+        )  # fmt: skip
+        patch.set_gid(gid)
+        ax.add_patch(patch)
+        ax.text(xy[0], xy[1], text, ha="center", va="center", fontsize=8)
+
+    box(place[None], "L\n(loss)", "#dddddd", "loss", 1.0)
+    for s in steps:
+        ratio = s.abs_err / s.tol if s.tol > 0 else (0.0 if s.abs_err == 0 else np.inf)
+        label = f"dL/d{s.name}\n{tuple(s.shape)}\nerr/tol {ratio:.2g}"
+        box(place[s.name], label, step_colour(ratio, s.ok), f"step:{s.name}", 3.0 if s.name == first else 1.0)
+        start, end = np.array(place.get(parents.get(s.name), (0.0, 0.0))), np.array(place[s.name])
+        along = end - start
+        with np.errstate(divide="ignore"):  # from box edge to box edge: the part of the line outside both boxes
+            t = float(np.min(np.array([w / 2 + 0.08, h / 2 + 0.08]) / np.abs(along)))
+        ax.annotate("", xy=tuple(end - t * along), xytext=tuple(start + t * along),
+                    arrowprops={"arrowstyle": "->", "color": "black"})  # fmt: skip
+    xs = [p[0] for p in place.values()]
+    ys = [p[1] for p in place.values()]
+    ax.set_xlim(min(xs) - w, max(xs) + w)
+    ax.set_ylim(min(ys) - h, max(ys) + h)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    verdict = "every step agrees" if explanation.ok else f"first wrong step: dL/d{first} (thick outline)"
+    ax.set_title(
+        f"{explanation.model}, {explanation.dtype}: the backward pass from the loss back; {verdict}\n"
+        "green: error within its tolerance (paler: nearer it); red: beyond it (darker: further)",
+        fontsize=9,
+    )
+    return fig
+
+
+def plot_explain(explanation: Explanation, path: str | os.PathLike[str], force: bool = False) -> None:
+    """`explain_figure` written to `path`: SVG for a name ending in .svg, else PNG."""
+    fig = explain_figure(explanation)
+    kind = "svg" if os.fspath(path).lower().endswith(".svg") else "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=kind, dpi=110), force=force)

@@ -32,15 +32,15 @@ def loss(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
     return xp.sum(weight * (residual * residual)) / xp.sum(weight)  # ()
 
 
-def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
-    """Gradients of the mean squared error with respect to w and b.
+def backward(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
+    """The backward pass, one step a line: dL/dpred, then dL/dw and dL/db.
 
     Loss::    L = 1/n * sum_i (pred_i - Y_i)^2,   pred_i = sum_j X_ij w_j + b
     Chain::   dL/dpred_i = 2/n * (pred_i - Y_i)
-              dL/dw_j = sum_i dL/dpred_i * X_ij   i.e. dL/dw = X.T @ dL/dpred   (dpred_i/dw_j = X_ij)
-              dL/db = sum_i dL/dpred_i                                          (dpred_i/db = 1)
+              dL/dw = X.T @ dL/dpred      (dpred_i/dw_j = X_ij: dL/dw_j = sum_i dL/dpred_i * X_ij)
+              dL/db = sum_i dL/dpred_i    (dpred_i/db = 1)
     Weighted::  dL/dpred_i = 2 * v_i / sum_k v_k * (pred_i - Y_i), the rest unchanged
-    Shapes::  X (n, d), Y (n,), w (d,), b (), v (n,)  ->  dw (d,), db ()
+    Shapes::  X (n, d), Y (n,), w (d,), b (), v (n,)  ->  dpred (n,), dw (d,), db ()
     """
     xp = array_namespace(X, Y)
     n = X.shape[0]
@@ -51,7 +51,16 @@ def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
         dpred = (2.0 / xp.sum(weight)) * (weight * residual)  # (n,)
     dw = dpred @ X  # (d,)  = X.T @ dpred, summed over the n rows
     db = xp.sum(dpred)  # ()
-    return {"w": dw, "b": db}
+    return {"pred": dpred, "w": dw, "b": db}
+
+
+def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
+    """Gradients of the mean squared error with respect to w and b: the parameters' part of `backward`.
+
+    Shapes::  X (n, d), Y (n,), w (d,), b (), v (n,)  ->  dw (d,), db ()
+    """
+    steps = backward(params, X, Y, weight)
+    return {name: steps[name] for name in ("w", "b")}
 
 
 def hessian(X: Any, weight: Any = None) -> Any:

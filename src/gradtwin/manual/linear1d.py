@@ -27,14 +27,14 @@ def loss(params: Params, X: Any, Y: Any) -> Any:
     return xp.mean(residual * residual)  # ()
 
 
-def gradients(params: Params, X: Any, Y: Any) -> Params:
-    """Gradients of the mean squared error with respect to w and b.
+def backward(params: Params, X: Any, Y: Any) -> Params:
+    """The backward pass, one step a line: dL/dpred, then dL/dw and dL/db.
 
     Loss::    L = 1/n * sum_i (pred_i - Y_i)^2,   pred_i = X_i w + b
     Chain::   dL/dpred_i = 2/n * (pred_i - Y_i)
               dL/dw = sum_i dL/dpred_i * X_i      (dpred_i/dw = X_i)
               dL/db = sum_i dL/dpred_i            (dpred_i/db = 1)
-    Shapes::  X (n,), Y (n,), w (), b ()  ->  dw (), db ()
+    Shapes::  X (n,), Y (n,), w (), b ()  ->  dpred (n,), dw (), db ()
 
     The article writes `-2 * ...(pred - Y)`: that is the derivative with respect to the
     residual Y - pred, and stepping along it climbs the loss. The sign here is +.
@@ -45,7 +45,16 @@ def gradients(params: Params, X: Any, Y: Any) -> Params:
     dpred = (2.0 / n) * residual  # (n,)
     dw = xp.sum(dpred * X)  # ()
     db = xp.sum(dpred)  # ()
-    return {"w": dw, "b": db}
+    return {"pred": dpred, "w": dw, "b": db}
+
+
+def gradients(params: Params, X: Any, Y: Any) -> Params:
+    """Gradients of the mean squared error with respect to w and b: the parameters' part of `backward`.
+
+    Shapes::  X (n,), Y (n,), w (), b ()  ->  dw (), db ()
+    """
+    steps = backward(params, X, Y)
+    return {name: steps[name] for name in ("w", "b")}
 
 
 def hessian(X: Any) -> Any:

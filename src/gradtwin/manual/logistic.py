@@ -48,15 +48,15 @@ def loss(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
     return xp.sum(weight * terms) / xp.sum(weight)  # ()
 
 
-def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
-    """Gradients of the mean cross-entropy with respect to w and b.
+def backward(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
+    """The backward pass, one step a line: dL/dz, then dL/dw and dL/db.
 
     Loss::    L = 1/n * sum_i softplus(t_i),   t_i = s_i z_i,   z_i = X_i w + b,   s_i = 1 - 2 Y_i
-    Chain::   dsoftplus(t)/dt = sigma(t)
-              dL/dz_i = 1/n * s_i * sigma(s_i z_i)      (= (sigma(z_i) - Y_i) / n)
-              dL/dw = X.T @ dL/dz ;   dL/db = sum_i dL/dz_i
+    Chain::   dL/dz_i = 1/n * s_i * sigma(s_i z_i)    (dsoftplus(t)/dt = sigma(t); = (sigma(z_i) - Y_i) / n)
+              dL/dw = X.T @ dL/dz                     (dz_i/dw = X_i)
+              dL/db = sum_i dL/dz_i                   (dz_i/db = 1)
     Weighted::  dL/dz_i = v_i / sum_k v_k * s_i * sigma(s_i z_i), the rest unchanged
-    Shapes::  X (n, d), Y (n,) int, w (d,), b (), v (n,)  ->  dw (d,), db ()
+    Shapes::  X (n, d), Y (n,) int, w (d,), b (), v (n,)  ->  dz (n,), dw (d,), db ()
 
     s*sigma(s*z) is sigma(z) - y without the cancellation of 1 - sigma(z) near z = 40, where
     sigma(z) rounds to 1 and the difference to 0.
@@ -71,7 +71,16 @@ def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
         dz = (s * sigmoid(s * z)) * (weight / xp.sum(weight))  # (n,)
     dw = X.T @ dz  # (d,)
     db = xp.sum(dz)  # ()
-    return {"w": dw, "b": db}
+    return {"z": dz, "w": dw, "b": db}
+
+
+def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
+    """Gradients of the mean cross-entropy with respect to w and b: the parameters' part of `backward`.
+
+    Shapes::  X (n, d), Y (n,) int, w (d,), b (), v (n,)  ->  dw (d,), db ()
+    """
+    steps = backward(params, X, Y, weight)
+    return {name: steps[name] for name in ("w", "b")}
 
 
 def sigmoid(t: Any) -> Any:

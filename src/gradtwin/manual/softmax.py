@@ -36,22 +36,31 @@ def loss(params: Params, X: Any, Y: Any, weight: Any = None) -> Any:
     return cross_entropy(logits(params, X), Y, weight)
 
 
-def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
-    """Gradients of the mean cross-entropy with respect to W and b.
+def backward(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
+    """The backward pass, one step a line: dL/dZ, then dL/dW and dL/db.
 
     Loss::    L = 1/n * sum_i (lse_i - Z_{i,Y_i}),   lse_i = log sum_c exp(Z_ic),   Z = X W + b
-    Chain::   dlse_i/dZ_ic = exp(Z_ic - lse_i) = P_ic  (the softmax);  dZ_{i,Y_i}/dZ_ic = onehot_ic
-              dL/dZ = (P - onehot(Y)) / n
-              dL/dW = X.T @ dL/dZ ;   dL/db = sum_i dL/dZ_i
+    Chain::   dL/dZ = (P - onehot(Y)) / n     (dlse_i/dZ_ic = exp(Z_ic - lse_i) = P_ic, the softmax)
+              dL/dW = X.T @ dL/dZ             (dZ_ic/dW_jc = X_ij)
+              dL/db = sum_i dL/dZ_i           (dZ_ic/db_c = 1)
     Weighted::  dL/dZ_i = (P_i - onehot(Y_i)) * v_i / sum_k v_k
-    Shapes::  X (n, d), Y (n,) int, W (d, k), b (k,), v (n,)  ->  dW (d, k), db (k,)
+    Shapes::  X (n, d), Y (n,) int, W (d, k), b (k,), v (n,)  ->  dZ (n, k), dW (d, k), db (k,)
     """
     xp = array_namespace(X, Y)
     Z = logits(params, X)  # (n, k)
     dZ = cross_entropy_gradient(Z, Y, weight)  # (n, k)
     dW = X.T @ dZ  # (d, k)
     db = xp.sum(dZ, axis=0)  # (k,)
-    return {"W": dW, "b": db}
+    return {"Z": dZ, "W": dW, "b": db}
+
+
+def gradients(params: Params, X: Any, Y: Any, weight: Any = None) -> Params:
+    """Gradients of the mean cross-entropy with respect to W and b: the parameters' part of `backward`.
+
+    Shapes::  X (n, d), Y (n,) int, W (d, k), b (k,), v (n,)  ->  dW (d, k), db (k,)
+    """
+    steps = backward(params, X, Y, weight)
+    return {name: steps[name] for name in ("W", "b")}
 
 
 def one_hot(Y: Any, Z: Any) -> Any:
