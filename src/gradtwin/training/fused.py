@@ -1,24 +1,39 @@
-"""The linear model's loss and gradients in one pass over X, into buffers allocated once (NumPy).
+"""Each model's loss and gradients in one pass over X, into buffers allocated once (NumPy).
 
-The derivation of `manual.linear.gradients`, rearranged for speed: X is walked in row blocks
-small enough to stay in cache, and each block's residual r = X_blk @ w + b - Y_blk serves the
-loss (r.r), dL/db (sum r) and dL/dw (r @ X_blk) while X_blk is still in cache, so an
-iteration reads X from memory once and allocates nothing of size n. The factor 2/n is
-applied to the (d,)-sized sums instead of the n residuals. Each sum adds the same terms as
-`gradients`, grouped differently, so the two differ only by rounding. The update itself is
-the engines' one `update`.
+The derivations of `manual.<model>.gradients`, rearranged for speed: X is walked in row blocks
+small enough to stay in cache, and each block's logits serve the loss terms and the block's
+contribution to every gradient while X_blk is still in cache, so an iteration reads X from
+memory once and allocates nothing of size n. Means are taken by dividing the (d,)-sized sums by
+n (or by the weights' total) instead of each of the n terms. Each sum adds the same terms as
+`gradients`, grouped differently, with the same stable formulas (softplus as
+max(t, 0) + log1p(e^-|t|), log-sum-exp after subtracting the row's largest logit), so the two
+differ only by rounding. The gradient arrays returned are buffers that the next call
+overwrites; the update itself is the engines' one `update`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gradtwin.models import Model
 
 BLOCK_BYTES = 1 << 20  # at most 1 MiB of X per block: it stays in cache between its two products
 # OpenBLAS splits a product over threads above ~10,000 rows, which on a busy machine costs
 # more than the work; blocks stay below that (measured: comparisons/README.md).
 MAX_ROWS = 8192
+
+
+def _block_rows(n: int, width: int, itemsize: int) -> int:
+    """Rows of a block holding at most BLOCK_BYTES of `width` values a row, and at most MAX_ROWS rows."""
+    return max(1, min(n, MAX_ROWS, BLOCK_BYTES // max(1, width * itemsize)))
+
+
+def _blocks(n: int, rows: int) -> list[tuple[int, int]]:
+    """(start, end) of successive blocks of `rows` rows, the last one shorter where n is not a multiple."""
+    return [(s, min(n, s + rows)) for s in range(0, n, rows)]
 
 
 class FusedLinear:
@@ -29,8 +44,8 @@ class FusedLinear:
         self.X, self.Y = X, Y
         n, d = X.shape
         self.n = n
-        rows = max(1, min(n, MAX_ROWS, BLOCK_BYTES // max(1, d * X.itemsize)))
-        self.blocks = [(s, min(n, s + rows)) for s in range(0, n, rows)]
+        rows = _block_rows(n, d, X.itemsize)
+        self.blocks = _blocks(n, rows)
         self.residual = np.empty(rows, dtype=X.dtype)  # (rows,) one block's residual
         self.dw = np.empty(d, dtype=X.dtype)  # (d,)
         self.dw_blk = np.empty(d, dtype=X.dtype)  # (d,)
@@ -64,3 +79,319 @@ class FusedLinear:
         squares, total = self._sweep(gradient=True)
         self.dw *= self.two_over_n  # (d,)
         return squares / self.n, {"w": self.dw, "b": np.asarray(total * self.two_over_n)}
+
+
+class _Gradient:
+    """One gradient summed over row blocks: the total, and a spare buffer for each block's part."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.total = np.empty(shape, dtype=dtype)
+        self.part = np.empty(shape, dtype=dtype)
+
+    def zero(self) -> None:
+        self.total[...] = 0
+
+    def add_product(self, a: np.ndarray, b: np.ndarray) -> None:
+        """total += a @ b, through the spare buffer: no allocation."""
+        np.matmul(a, b, out=self.part)
+        self.total += self.part
+
+    def add_column_sums(self, G: np.ndarray) -> None:
+        """total += sum_i G_i.   Shapes::  G (rows, k) -> (k,)"""
+        np.sum(G, axis=0, out=self.part)
+        self.total += self.part
+
+
+def _sigmoid_into(t: np.ndarray, e: np.ndarray, out: np.ndarray, mask: np.ndarray) -> None:
+    """out = sigma(t) as `manual.logistic.sigmoid` computes it, from e = exp(-|t|) (overwritten).
+
+    where(t >= 0, 1, e) / (1 + e): no branch overflows. `out` may be `t` itself.
+    """
+    np.greater_equal(t, 0, out=mask)
+    np.copyto(out, e)
+    np.copyto(out, 1.0, where=mask)  # the numerator: 1 where t >= 0, else e
+    e += 1.0
+    np.divide(out, e, out=out)
+
+
+def _exp_neg_abs(t: np.ndarray, out: np.ndarray) -> None:
+    """out = exp(-|t|), in (0, 1]."""
+    np.abs(t, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+
+
+class _Rows:
+    """What every fused classifier shares: the data, its row blocks and the mean's denominator."""
+
+    def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any, width: int) -> None:
+        self.params = params  # the caller's arrays, read at every call
+        self.X, self.Y, self.weight = X, Y, weight
+        self.dtype = X.dtype
+        self.n = X.shape[0]
+        self.rows = _block_rows(self.n, width, X.itemsize)
+        self.blocks = _blocks(self.n, self.rows)
+        # 1/n * sum_i, or sum_i v_i (...) / sum_i v_i: the denominator, in the data's dtype, as the twins sum it
+        self.denominator = self.dtype.type(self.n) if weight is None else np.sum(weight)
+
+    def buffer(self, *shape: int) -> np.ndarray:
+        return np.empty((self.rows, *shape), dtype=self.dtype)
+
+    def mean(self, total: float) -> Any:
+        """A loss total over all rows as the mean, () in the data's dtype."""
+        return self.dtype.type(total / float(self.denominator))
+
+    def weighted_sum(self, terms: np.ndarray, s: int, e: int) -> float:
+        """sum_i terms_i over rows s..e, or sum_i v_i terms_i."""
+        return float(terms.sum() if self.weight is None else np.dot(self.weight[s:e], terms))
+
+
+class _Head:
+    """The cross-entropy head of `manual.softmax` on one block of logits, in place, in buffers of `rows`."""
+
+    def __init__(self, rows: _Rows, k: int) -> None:
+        self.rows = rows
+        self.k = k
+        self.largest = rows.buffer()  # (rows,)  m_i = max_c Z_ic
+        self.sums = rows.buffer()  # (rows,)  sum_c exp(Z_ic - m_i)
+        self.terms = rows.buffer()  # (rows,)  lse_i - Z_{i,Y_i}
+        self.picked = rows.buffer()  # (rows,)  Z_{i,Y_i} - m_i, then P_{i,Y_i}
+        self.offsets = np.arange(rows.rows, dtype=np.int64) * k  # (rows,)  where row i starts in Z.ravel()
+        self.index = np.empty(rows.rows, dtype=np.int64)  # (rows,)  i*k + Y_i
+        Y = rows.Y
+        if Y.size and (np.min(Y) < 0 or np.max(Y) >= k):
+            raise ValueError(f"Y must hold class labels 0..{k - 1}; got labels from {np.min(Y)} to {np.max(Y)}")
+
+    def __call__(self, Z: np.ndarray, s: int, e: int, gradient: bool) -> float:
+        """The block's (weighted) sum of lse_i - Z_{i,Y_i}; with `gradient`, Z becomes n * dL/dZ.
+
+        n * dL/dZ_i = P_i - onehot(Y_i), or times v_i (divided by sum v with the rest, later).
+        Shapes::  Z (m, k) rows s..e  ->  Z (m, k) in place
+        """
+        m = e - s
+        flat = np.reshape(Z, -1, copy=False)  # (m * k,) a view of the contiguous block: `put` writes into Z
+        largest, sums, terms, picked, index = (
+            b[:m] for b in (self.largest, self.sums, self.terms, self.picked, self.index)
+        )
+        np.max(Z, axis=1, out=largest)
+        Z -= largest[:, None]  # Z_ic - m_i <= 0
+        np.add(self.offsets[:m], self.rows.Y[s:e], out=index)
+        np.take(flat, index, out=picked, mode="clip")  # Z_{i,Y_i} - m_i (labels checked at the start)
+        np.exp(Z, out=Z)  # exp(Z_ic - m_i) in (0, 1]
+        np.sum(Z, axis=1, out=sums)  # in [1, k]
+        np.log(sums, out=terms)
+        terms -= picked  # lse_i - Z_{i,Y_i} = log sums_i - (Z_{i,Y_i} - m_i), each >= 0
+        total = self.rows.weighted_sum(terms, s, e)
+        if gradient:
+            np.divide(Z, sums[:, None], out=Z)  # P_ic
+            np.take(flat, index, out=picked, mode="clip")
+            picked -= 1.0
+            np.put(flat, index, picked)  # P - onehot(Y)
+            if self.rows.weight is not None:
+                Z *= self.rows.weight[s:e, None]
+        return total
+
+
+class FusedLogistic(_Rows):
+    """`loss_and_gradients()` of the mean cross-entropy of z = X @ w + b, X (n, d), Y (n,) 0 or 1, weights v or None.
+
+    Per block:: t = s*z, s = 1 - 2y ;  e = exp(-|t|) ;  softplus(t) = max(t, 0) + log1p(e)
+                n * dL/dz = s * sigma(t) (times v) ;  dw += X_blk.T @ (n dL/dz) ;  db += sum (n dL/dz)
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any = None) -> None:
+        d = X.shape[1]
+        super().__init__(params, X, Y, weight, width=d + 5)
+        self.t, self.e, self.sign, self.g = (self.buffer() for _ in range(4))  # (rows,) each
+        self.mask = np.empty(self.rows, dtype=bool)  # (rows,)
+        self.dw = _Gradient((d,), self.dtype)
+
+    def _sweep(self, gradient: bool) -> tuple[float, Any]:
+        """(sum of the (weighted) loss terms, sum_i n dL/dz_i); with `gradient`, self.dw.total = X.T @ (n dL/dz)."""
+        w, b = self.params["w"], self.params["b"]
+        total, db = 0.0, self.dtype.type(0)
+        self.dw.zero()
+        for s, e in self.blocks:
+            m = e - s
+            X_blk = self.X[s:e]  # (m, d)
+            t, ex, sign, g, mask = self.t[:m], self.e[:m], self.sign[:m], self.g[:m], self.mask[:m]
+            np.matmul(X_blk, w, out=t)
+            t += b  # z = X w + b
+            np.copyto(sign, self.Y[s:e])  # y as a float: no cast buffer in the products below
+            sign *= -2.0
+            sign += 1.0  # s = 1 - 2y, +1 or -1 (exact)
+            t *= sign  # t = s z (exact)
+            _exp_neg_abs(t, ex)
+            np.maximum(t, 0.0, out=g)
+            total += self.weighted_sum(g, s, e)
+            np.log1p(ex, out=g)
+            total += self.weighted_sum(g, s, e)  # softplus(t) = max(t, 0) + log1p(e^-|t|), both >= 0
+            if gradient:
+                _sigmoid_into(t, ex, g, mask)  # sigma(t)
+                g *= sign  # n dL/dz = s sigma(s z)
+                if self.weight is not None:
+                    g *= self.weight[s:e]
+                self.dw.add_product(g, X_blk)  # X_blk is still in cache
+                db += g.sum()
+        return total, db
+
+    def loss(self) -> Any:
+        """L = 1/n * sum_i softplus(s_i z_i) (or weighted), () in the data's dtype."""
+        total, _ = self._sweep(gradient=False)
+        return self.mean(total)
+
+    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
+        """L, dL/dw (d,) and dL/db () (a fresh 0-d array)."""
+        total, db = self._sweep(gradient=True)
+        self.dw.total /= self.denominator
+        return self.mean(total), {"w": self.dw.total, "b": np.asarray(db / self.denominator)}
+
+
+class FusedSoftmax(_Rows):
+    """`loss_and_gradients()` of the mean cross-entropy of Z = X @ W + b, X (n, d), W (d, k), weights v or None.
+
+    Per block:: Z = X_blk W + b ;  the head (`_Head`): loss terms and n dL/dZ = P - onehot(Y) (times v)
+                dW += X_blk.T @ (n dL/dZ) ;  db += sum_i (n dL/dZ_i)
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any = None) -> None:
+        d, k = params["W"].shape
+        super().__init__(params, X, Y, weight, width=d + k + 5)
+        self.Z = self.buffer(k)  # (rows, k)
+        self.head = _Head(self, k)
+        self.dW = _Gradient((d, k), self.dtype)
+        self.db = _Gradient((k,), self.dtype)
+
+    def _sweep(self, gradient: bool) -> float:
+        W, b = self.params["W"], self.params["b"]
+        total = 0.0
+        self.dW.zero()
+        self.db.zero()
+        for s, e in self.blocks:
+            X_blk = self.X[s:e]  # (m, d)
+            Z = self.Z[: e - s]  # (m, k)
+            np.matmul(X_blk, W, out=Z)
+            Z += b
+            total += self.head(Z, s, e, gradient)
+            if gradient:
+                self.dW.add_product(X_blk.T, Z)  # X_blk is still in cache
+                self.db.add_column_sums(Z)
+        return total
+
+    def loss(self) -> Any:
+        """L = 1/n * sum_i (lse_i - Z_{i,Y_i}) (or weighted), () in the data's dtype."""
+        return self.mean(self._sweep(gradient=False))
+
+    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
+        """L, dL/dW (d, k) and dL/db (k,)."""
+        total = self._sweep(gradient=True)
+        self.dW.total /= self.denominator
+        self.db.total /= self.denominator
+        return self.mean(total), {"W": self.dW.total, "b": self.db.total}
+
+
+class FusedMLP(_Rows):
+    """`loss_and_gradients()` of the one-hidden-layer network of `manual.mlp`, X (n, d), unweighted.
+
+    Per block:: A = X_blk W1 + b1 ;  H = act(A) (in A's buffer) ;  Z = H W2 + b2 ;  the head (`_Head`)
+                G = n dL/dZ ;  dW2 += H.T @ G ;  db2 += sum_i G_i ;  dA = (G @ W2.T) * act'(A)
+                dW1 += X_blk.T @ dA ;  db1 += sum_i dA_i
+                act'(A) from H: 1 - H^2 (tanh), H (1 - H) (sigmoid), H > 0 (relu: exactly where A > 0)
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, activation: str = "tanh") -> None:
+        if activation not in ("tanh", "relu", "sigmoid"):
+            raise ValueError(f"activation must be one of tanh, relu, sigmoid; got {activation!r}")
+        d, h = params["W1"].shape
+        k = params["W2"].shape[1]
+        super().__init__(params, X, Y, None, width=d + 3 * h + k + 5)
+        self.activation = activation
+        self.H, self.dH, self.tmp = (self.buffer(h) for _ in range(3))  # (rows, h) each
+        self.mask = np.empty((self.rows, h), dtype=bool)  # (rows, h)
+        self.Z = self.buffer(k)  # (rows, k)
+        self.head = _Head(self, k)
+        self.grads = {name: _Gradient(p.shape, self.dtype) for name, p in params.items()}
+
+    def _activate(self, H: np.ndarray, tmp: np.ndarray, mask: np.ndarray) -> None:
+        """H = act(A) in place, as `manual.mlp.activate` computes it."""
+        if self.activation == "tanh":
+            np.tanh(H, out=H)
+        elif self.activation == "relu":
+            np.greater(H, 0, out=mask)
+            np.logical_not(mask, out=mask)
+            np.copyto(H, 0.0, where=mask)  # where(A > 0, A, 0): a NaN becomes 0 there too
+        else:
+            _exp_neg_abs(H, tmp)
+            _sigmoid_into(H, tmp, H, mask)
+
+    def _derivative(self, dH: np.ndarray, H: np.ndarray, tmp: np.ndarray, mask: np.ndarray) -> None:
+        """dH *= act'(A) in place, as `manual.mlp.activation_derivative` computes it."""
+        if self.activation == "tanh":
+            np.multiply(H, H, out=tmp)
+            np.subtract(1.0, tmp, out=tmp)  # 1 - H^2
+            dH *= tmp
+        elif self.activation == "sigmoid":
+            np.subtract(1.0, H, out=tmp)
+            tmp *= H  # H (1 - H)
+            dH *= tmp
+        else:
+            np.less_equal(H, 0, out=mask)  # H <= 0 exactly where A <= 0 (H has no NaN)
+            np.multiply(dH, 0.0, out=dH, where=mask)  # dH * [A > 0], as the twin's product (inf * 0 is NaN)
+
+    def _sweep(self, gradient: bool) -> float:
+        p, g = self.params, self.grads
+        total = 0.0
+        for grad in g.values():
+            grad.zero()
+        for s, e in self.blocks:
+            m = e - s
+            X_blk = self.X[s:e]  # (m, d)
+            H, dH, tmp, mask, Z = self.H[:m], self.dH[:m], self.tmp[:m], self.mask[:m], self.Z[:m]
+            np.matmul(X_blk, p["W1"], out=H)
+            H += p["b1"]  # A = X W1 + b1
+            self._activate(H, tmp, mask)  # H = act(A)
+            np.matmul(H, p["W2"], out=Z)
+            Z += p["b2"]  # Z = H W2 + b2
+            total += self.head(Z, s, e, gradient)  # Z becomes G = n dL/dZ
+            if gradient:
+                g["W2"].add_product(H.T, Z)
+                g["b2"].add_column_sums(Z)
+                np.matmul(Z, p["W2"].T, out=dH)  # n dL/dH
+                self._derivative(dH, H, tmp, mask)  # n dL/dA
+                g["W1"].add_product(X_blk.T, dH)  # X_blk is still in cache
+                g["b1"].add_column_sums(dH)
+        return total
+
+    def loss(self) -> Any:
+        """L = 1/n * sum_i (lse_i - Z_{i,Y_i}), () in the data's dtype."""
+        return self.mean(self._sweep(gradient=False))
+
+    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
+        """L and dL/dW1 (d, h), dL/db1 (h,), dL/dW2 (h, k), dL/db2 (k,)."""
+        total = self._sweep(gradient=True)
+        for grad in self.grads.values():
+            grad.total /= self.denominator
+        return self.mean(total), {name: grad.total for name, grad in self.grads.items()}
+
+
+def fused(model: Model, params: dict[str, Any], X: Any, Y: Any, weight: Any) -> Any:
+    """The one-pass path of `model`'s manual twin on NumPy float32/float64 arrays, or None where it has none.
+
+    Only gradtwin's own twins have one (a replaced or planted twin keeps its own functions).
+    linear: unweighted only (weighted runs take the readable twin's functions); logistic and
+    softmax: with or without weights; the mlp: every activation (it takes no weights).
+    """
+    own = getattr(model.manual, "__name__", "").split("[")[0] == f"gradtwin.manual.{model.family}"
+    if not own or not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+        return None
+    if X.shape[0] == 0:
+        return None
+    if model.family == "linear" and weight is None:
+        return FusedLinear(params, X, Y)
+    if model.family == "logistic":
+        return FusedLogistic(params, X, Y, weight)
+    if model.family == "softmax":
+        return FusedSoftmax(params, X, Y, weight)
+    if model.family == "mlp" and weight is None:
+        return FusedMLP(params, X, Y, model.options.get("activation", "tanh"))
+    return None

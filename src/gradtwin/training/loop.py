@@ -463,10 +463,14 @@ def _run_loop(
         losses: list[Any] = []
         replay = check_every == 1
         if not replay:
+            # the hot loop: `_step` inlined and its lookups hoisted (at n = 30 a step is a few us)
+            step, append = gradients.loss_and_gradients, losses.append
             for i in range(s, end):
                 if i % record_every == 0:
                     rows.append(recorder.record(i, params))
-                losses.append(_step(gradients, params, lr))
+                value, grads = step()
+                update(params, grads, lr)
+                append(value)
             chunk = _host(losses)
             if s == 0:
                 first_loss = float(chunk[0])
