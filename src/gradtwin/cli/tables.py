@@ -10,8 +10,12 @@ import numpy as np
 from gradtwin.data import Dataset
 from gradtwin.models import Model
 from gradtwin.training import TrainResult
+from gradtwin.training.exact import EXACT_MODELS
 
 SHOWN_NUMBERS = 20  # parameters of more numbers than this are shown by shape and norm, never in full
+# from here on a stepping engine's run of a linear model takes far longer than the exact engine's closed form
+# (at 30 x 1, a few us a step against about 0.3 us an iteration; comparisons/BENCH.md)
+EXACT_HINT_ITERATIONS = 10_000
 
 
 def result_json(r: TrainResult, model: Model | None = None, data: Dataset | None = None) -> dict[str, Any]:
@@ -100,6 +104,7 @@ def train_summary(
         if raw is not None and data.x_mean is not None:
             lines.append("  in the data's own units as well: --json (params_in_data_units)")
     lines += _classes_line(data)
+    lines += exact_hint(r)
     if r.message:
         lines.append(f"{r.engine}: {r.message}")
     return "\n".join(lines)
@@ -203,10 +208,23 @@ def compare_table(
         f"largest |manual - autograd| over the whole run ({rec} recorded iterations):",
         "  " + ", ".join(f"{k} {fmt(v, 3)}" for k, v in diffs.items()),
     ]
+    lines += exact_hint(m)
     for r in (m, a):
         if r.message:
             lines.append(f"{r.engine}: {r.message}")
     return "\n".join(lines)
+
+
+def exact_hint(r: TrainResult) -> list[str]:
+    """One line naming the exact engine as the faster choice after many stepped iterations of a linear model."""
+    if r.model not in EXACT_MODELS or r.engine == "exact" or r.iterations < EXACT_HINT_ITERATIONS:
+        return []
+    if r.extra.get("processes", 1) > 1:
+        return []  # the exact engine runs in one process
+    return [
+        f"faster: `gradtwin train --engine exact` computes these {r.iterations:,} iterations of {r.model} "
+        "in closed form, after one pass over the data"
+    ]
 
 
 def time_text(seconds: float) -> str:
