@@ -24,6 +24,7 @@ from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegres
 from gradtwin.models import get_model
 from gradtwin.parity.function_check import check_function
 from gradtwin.parity.gradcheck import check_gradients
+from gradtwin.steps import tap
 from gradtwin.training.factory import make_engine
 from gradtwin.training.loop import train
 
@@ -61,6 +62,26 @@ def _linreg_grad(p: dict[str, Any], X: Any, Y: Any) -> dict[str, Any]:
 
 def _linreg_loss(p: dict[str, torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return torch.mean((X @ p["w"] + p["b"] - Y) ** 2)
+
+
+def _tapping_loss(how: str) -> Callable[..., torch.Tensor]:
+    """The linear regression's loss with its residual tapped, in one of the ways a tap goes wrong."""
+
+    def loss(p: dict[str, torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        Z = X @ p["w"] + p["b"]  # (n,)
+        if how == "twice":
+            tap("Z", Z)
+        tap("Z", Z.detach() if how == "detached" else Z.clone() if how == "copy" else Z)
+        return torch.mean((Z - Y) ** 2)
+
+    return loss
+
+
+def _with_intermediate(value: Callable[[Any], Any], name: str = "Z") -> Callable[..., dict[str, Any]]:
+    def grads(p: dict[str, Any], X: Any, Y: Any) -> dict[str, Any]:
+        return {**_linreg_grad(p, X, Y), name: value(X)}
+
+    return grads
 
 
 _RNG = np.random.default_rng(0)
@@ -823,6 +844,43 @@ LIB_CASES = [
         UsageError,
         r"manual_gradients\(\)\['w'\] must be a tensor of dtype torch.float32 on cpu, like its inputs; got "
         r"torch.float64 on cpu$",
+    ),
+    Lib(
+        "a name tapped twice (gradtwin.tap)",
+        lambda: check_gradients(_CHECKED[0], _tapping_loss("twice"), *_CHECKED[2:]),
+        UsageError,
+        r"gradtwin.tap: the name 'Z' is tapped twice; each tapped tensor needs its own name$",
+    ),
+    Lib(
+        "a tap on a tensor that does not require grad",
+        lambda: check_gradients(_CHECKED[0], _tapping_loss("detached"), *_CHECKED[2:]),
+        UsageError,
+        r"gradtwin.tap\('Z', \.\.\.\): the tensor does not require grad \(it does not depend on the parameters, or "
+        r"was detached\); tap a tensor computed from the parameters$",
+    ),
+    Lib(
+        "a tap on a tensor the loss does not use",
+        lambda: check_gradients(_with_intermediate(lambda X: np.zeros(len(X))), _tapping_loss("copy"), *_CHECKED[2:]),
+        UsageError,
+        r"gradtwin.tap\('Z', \.\.\.\): the tapped tensor is not on the loss's graph \(the loss does not depend on "
+        r"it: a copy or a detached value was used after tapping\)$",
+    ),
+    Lib(
+        "an intermediate's hand gradient of the wrong shape",
+        lambda: check_gradients(
+            _with_intermediate(lambda X: np.zeros((len(X), 1))), _tapping_loss("once"), *_CHECKED[2:]
+        ),
+        UsageError,
+        r"manual_gradients\(\)\['Z'\] must have the shape of the tapped tensor 'Z', \(6,\); got \(6, 1\)$",
+    ),
+    Lib(
+        "a hand gradient under a name torch_loss never tapped",
+        lambda: check_gradients(
+            _with_intermediate(lambda X: np.zeros(len(X)), "dZ"), _tapping_loss("once"), *_CHECKED[2:]
+        ),
+        UsageError,
+        r"manual_gradients\(\)\['dZ'\] is neither a parameter nor a tensor the torch loss taps \(tapped: Z\); mark "
+        r"it in torch_loss with gradtwin.tap\('dZ', tensor\)$",
     ),
     Lib(
         "a loss that overflows float16",
