@@ -180,6 +180,23 @@ def test_every_class_count_from_2_to_10(name: str, k: int, dtype: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("columns", [1, fused_module.COLUMNS])
+def test_row_reductions_by_columns_and_by_numpy_agree(
+    columns: int, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head reduces rows column by column up to COLUMNS classes, with NumPy's reduce above: both agree."""
+    monkeypatch.setattr(fused_module, "COLUMNS", columns)
+    model, params, data = _problem("softmax", 7, 40, 3, 5, 4, 0.0, 0.0, weighted=False)
+    fused = _fused(model, params, data, dtype)
+    _split(fused, 3)
+    assert not _mismatches(model, fused, params, data, dtype)
+    Z = np.random.default_rng(1).standard_normal((9, 5)).astype(dtype)
+    out = np.empty(9, dtype=dtype)
+    fused_module._row_reduce(np.maximum, Z, out)
+    assert np.array_equal(out, Z.max(axis=1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("magnitude", [1e3, 1e5, 1e7])
 @pytest.mark.parametrize("name", FUSED)
 def test_extreme_logits_stay_finite_and_agree(name: str, magnitude: float, dtype: str) -> None:
