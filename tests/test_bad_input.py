@@ -474,6 +474,12 @@ CLI_CASES = [
         r"gradtwin: --dtype bfloat16 checks your own file \(--file\); the built-in models run in float32 or float64$",
     ),
     Cli(
+        "explain --plot to a file that is not .png or .svg",
+        ["explain", "--model", "linear1d", "--plot", "steps.pdf"],
+        2,
+        r"gradtwin: --plot must name a \.png or \.svg file; got 'steps\.pdf'$",
+    ),
+    Cli(
         "--x, --y or --delimiter without a data file",
         ["train", "--data", "diabetes", "--x", "age"],
         2,
