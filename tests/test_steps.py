@@ -358,3 +358,13 @@ def test_a_check_without_taps_has_no_steps() -> None:
     assert report.ok and report.steps is None and "steps from the loss back" not in report.table()
     tapped = gradtwin.check_gradients(lambda p, X, Y: no_taps, torch_loss, P, (X, Y))
     assert tapped.ok and tapped.steps is not None and tapped.steps.untapped == TAPS[::-1] and not tapped.steps.steps
+
+
+def test_only_the_first_wrong_step_is_detailed_and_the_later_ones_named() -> None:
+    report = _check(1, "float64", bug="pred")
+    wrong = [s.name for s in report.steps if not s.ok]
+    assert len(wrong) > 1, report.table()  # the later steps inherit the first one's error
+    text = report.table()
+    assert text.count("elements of dL/d") == 1 and f"elements of dL/d{wrong[0]} disagree" in text
+    later = [line for line in text.splitlines() if line.startswith("later steps that disagree")]
+    assert later == [later[0]] and later[0].endswith(": " + ", ".join(f"dL/d{n}" for n in wrong[1:])), text

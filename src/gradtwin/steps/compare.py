@@ -114,16 +114,21 @@ class StepsReport(JsonReport):
         ]
 
     def explanations(self) -> list[str]:
-        """The first wrong step, each wrong step's diagnosis and worst elements, and the steps not checked."""
+        """The first wrong step with its diagnosis and worst elements, the later wrong steps (which inherit
+        its error) by name only, and the steps not checked."""
         lines = [self.first_wrong] if self.first_wrong else []
-        for s in self.steps:
-            if not s.ok:
-                lines.append(f"dL/d{s.name}: worst in {s.comparison}; {s.diagnosis}")
-                if s.size > 1 and s.worst:
-                    share = 100.0 * s.n_bad / s.size
-                    lines.append(f"  {s.n_bad} of {s.size} elements of dL/d{s.name} disagree ({share:.3g} %):")
-                    lines += [f"    {list(i)}: {a:.9g} vs {b:.9g}, err {e:.3g}, tolerance {t:.3g}"
-                              for i, a, b, e, t in s.worst]  # fmt: skip
+        wrong = [s for s in self.steps if not s.ok]
+        if wrong:
+            s = wrong[0]
+            lines.append(f"dL/d{s.name}: worst in {s.comparison}; {s.diagnosis}")
+            if s.size > 1 and s.worst:
+                share = 100.0 * s.n_bad / s.size
+                lines.append(f"  {s.n_bad} of {s.size} elements of dL/d{s.name} disagree ({share:.3g} %):")
+                lines += [f"    {list(i)}: {a:.9g} vs {b:.9g}, err {e:.3g}, tolerance {t:.3g}"
+                          for i, a, b, e, t in s.worst]  # fmt: skip
+        if len(wrong) > 1:
+            later = ", ".join(f"dL/d{s.name}" for s in wrong[1:])
+            lines.append(f"later steps that disagree (they may only inherit its error; fix it, check again): {later}")
         if self.untapped:
             lines.append(f"tapped but not given by the hand side (not checked): {', '.join(self.untapped)}")
         return lines
