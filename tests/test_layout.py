@@ -22,7 +22,7 @@ LAYERS = [
     ("manual", "autograd"),
     ("data",),
     ("models", "model_file"),  # model_file: a Model from a user's file, beside the registry
-    ("training", "parity", "steps"),  # steps: the step-by-step view, beside the checker that uses it
+    ("training", "parity", "steps", "layers"),  # steps: the step-by-step view, beside the checker that uses it
     ("estimators", "cli"),
     ("__init__", "__main__"),
 ]
@@ -63,9 +63,16 @@ def _room(module: str) -> str:
 TWIN_LEVEL = {"gradtwin.steps.tap": 1}
 
 
+# the layers' twins (gradtwin.layers.manual.*, gradtwin.layers.autograd.*) are twins like the models';
+# their room's check.py, which holds them to each other, sits with the checker
+LAYER_TWINS = ("gradtwin.layers.manual", "gradtwin.layers.autograd")
+
+
 def _layer(module: str) -> int:
     if module in TWIN_LEVEL:
         return TWIN_LEVEL[module]
+    if module.startswith(LAYER_TWINS):
+        return 1
     room = _room(module)
     return next(i for i, rooms in enumerate(LAYERS) if room in rooms)
 

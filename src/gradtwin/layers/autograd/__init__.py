@@ -1,0 +1,1 @@
+"""The layers' autograd twins: forward in torch, backward as autograd's vector-Jacobian product."""

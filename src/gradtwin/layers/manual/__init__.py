@@ -1,0 +1,1 @@
+"""The layers' hand-derived twins: forward and backward, NumPy (array API)."""
