@@ -21,6 +21,13 @@ from gradtwin import data as datasets
 from gradtwin.cli import main
 from gradtwin.errors import DataError, DataTypeError, DivergedError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
+from gradtwin.layers.manual import attention as attention_layer
+from gradtwin.layers.manual import batchnorm as batchnorm_layer
+from gradtwin.layers.manual import conv2d as conv2d_layer
+from gradtwin.layers.manual import cross_entropy as cross_entropy_layer
+from gradtwin.layers.manual import dropout as dropout_layer
+from gradtwin.layers.manual import embedding as embedding_layer
+from gradtwin.layers.manual import maxpool2d as maxpool2d_layer
 from gradtwin.models import get_model
 from gradtwin.parity.function_check import check_function
 from gradtwin.parity.gradcheck import check_gradients
@@ -904,6 +911,50 @@ LIB_CASES = [
         r"fn must be the apply of a torch.autograd.Function with a hand-written backward; its outputs' graph has "
         r"none \(grad_fn AddBackward0\)$",
     ),
+    *(
+        Lib("attention inputs of mismatched shapes", call, error, says)
+        for call, error, says in [
+            (
+                lambda: attention_layer.forward({k: np.ones((4, 3)) for k in ("Wq", "Wk", "Wv")}, np.ones(4)),
+                DataError,
+                r"attention: X must be 2-D \(T, d\) or 3-D \(B, T, d\) with T >= 1; got shape \(4,\)$",
+            ),
+            (
+                lambda: attention_layer.forward(
+                    {"Wq": np.ones((4, 3)), "Wk": np.ones((4, 3)), "Wv": np.ones((4, 2))}, np.ones((5, 3))
+                ),
+                DataError,
+                r"attention: Wq and Wk must be \(d, d_k\), Wv \(d, d_v\) with d = 3, the last axis of X; got "
+                r"Wq \(4, 3\), Wk \(4, 3\), Wv \(4, 2\)$",
+            ),
+            (
+                lambda: attention_layer.forward({"Wq": np.ones((4, 3)), "Wk": np.ones((4, 3))}, np.ones((5, 4))),
+                UsageError,
+                r"attention: params must be Wq, Wk, Wv and, optionally, Wo; got Wq, Wk$",
+            ),
+        ]
+    ),
+    *(
+        Lib("cross_entropy labels out of range, not integers, or not one per row of the logits", call, error, says)
+        for call, error, says in [
+            (
+                lambda: cross_entropy_layer.forward({}, np.zeros((5, 3)), np.array([0, 1, 2, 3, 1])),
+                DataError,
+                r"cross_entropy: Y must hold class indices in \[0, k\) with k = 3, the columns of X; got 3 at row 3$",
+            ),
+            (
+                lambda: cross_entropy_layer.forward({}, np.zeros((5, 3)), np.zeros(5)),
+                DataTypeError,
+                r"cross_entropy: Y must hold integer class indices; got dtype float64$",
+            ),
+            (
+                lambda: cross_entropy_layer.forward({}, np.zeros((5, 3)), np.zeros(4, dtype=int)),
+                DataError,
+                r"cross_entropy: X \(the logits\) must be 2-D \(n, k\) with n, k >= 1 and Y 1-D \(n,\); got "
+                r"X \(5, 3\), Y \(4,\)$",
+            ),
+        ]
+    ),
 ]
 
 
@@ -1026,6 +1077,92 @@ ESTIMATOR_CASES = [
     ),
 ]
 LIB_CASES += ESTIMATOR_CASES
+
+EMBEDDING_ROW = "embedding indices out of range or not integers"
+CONV2D_ROW = "conv2d with a kernel larger than the padded input, X's channels not W's, or a bad stride or padding"
+MAXPOOL2D_ROW = (
+    "maxpool2d with a pool larger than the input or a bad kernel or stride (a pool that does not tile the input is "
+    "no error: as in PyTorch, the trailing rows and columns no full window reaches are dropped and get no gradient)"
+)
+LIB_CASES += [
+    Lib(
+        EMBEDDING_ROW,
+        lambda: embedding_layer.forward({"W": np.ones((5, 2))}, np.array([[0, 1], [5, 2]])),
+        DataError,
+        r"^embedding: X must hold indices in \[0, V\) with V = 5, the rows of W; got 5 at \(1, 0\)$",
+    ),
+    Lib(
+        EMBEDDING_ROW,
+        lambda: embedding_layer.forward({"W": np.ones((5, 2))}, np.array([0.0, 1.0])),
+        DataTypeError,
+        r"^embedding: X must hold integer indices; got dtype float64$",
+    ),
+    Lib(
+        CONV2D_ROW,
+        lambda: conv2d_layer.forward({"W": np.ones((2, 1, 5, 5)), "b": np.zeros(2)}, np.ones((1, 1, 2, 3)), 1, 1),
+        UsageError,
+        r"^conv2d: the kernel \(kh, kw\) must fit in the padded input \(H \+ 2\*padding, W \+ 2\*padding\); got "
+        r"kernel \(5, 5\) and padded input \(4, 5\)$",
+    ),
+    Lib(
+        CONV2D_ROW,
+        lambda: conv2d_layer.forward({"W": np.ones((2, 1, 3, 3)), "b": np.zeros(2)}, np.ones((1, 2, 4, 4))),
+        UsageError,
+        r"^conv2d: X must be 4-D \(N, C_in, H, W\) with C_in = 1, W's second axis; got shape \(1, 2, 4, 4\)$",
+    ),
+    Lib(
+        CONV2D_ROW,
+        lambda: conv2d_layer.forward({"W": np.ones((2, 1, 3, 3)), "b": np.zeros(2)}, np.ones((1, 1, 4, 4)), 0),
+        UsageError,
+        r"^conv2d: stride must be an integer >= 1 and padding >= 0; got stride=0, padding=0$",
+    ),
+    Lib(
+        MAXPOOL2D_ROW,
+        lambda: maxpool2d_layer.forward({}, np.ones((1, 1, 3, 5)), 4),
+        UsageError,
+        r"^maxpool2d: X must be 4-D \(N, C, H, W\) with H, W >= kernel = 4; got shape \(1, 1, 3, 5\)$",
+    ),
+    Lib(
+        MAXPOOL2D_ROW,
+        lambda: maxpool2d_layer.forward({}, np.ones((1, 1, 4, 4)), 2, 0),
+        UsageError,
+        r"^maxpool2d: kernel and stride must be integers >= 1; got kernel=2, stride=0$",
+    ),
+]
+
+
+DROPOUT_P_ROW = "dropout with p outside [0, 1)"
+DROPOUT_MASK_ROW = "dropout with a mask not of X's shape or not of 0s and 1s"
+LIB_CASES += [
+    *(
+        Lib(
+            DROPOUT_P_ROW,
+            lambda p=p: dropout_layer.forward({}, np.ones((2, 3)), np.ones((2, 3)), p),
+            UsageError,
+            rf"^dropout: p must be the probability of dropping an element, in \[0, 1\); got {re.escape(repr(p))}$",
+        )
+        for p in [1.0, -0.1, float("nan"), "0.5"]
+    ),
+    Lib(
+        DROPOUT_MASK_ROW,
+        lambda: dropout_layer.forward({}, np.ones((2, 3)), np.ones((3, 2)), 0.5),
+        UsageError,
+        r"^dropout: keep \(the mask\) must have X's shape \(2, 3\); got \(3, 2\)$",
+    ),
+    Lib(
+        DROPOUT_MASK_ROW,
+        lambda: dropout_layer.forward({}, np.ones((2, 3)), np.full((2, 3), 2.0), 0.5),
+        UsageError,
+        r"^dropout: keep \(the mask\) must hold only 0 \(drop\) and 1 \(keep\); got 6 other value\(s\)$",
+    ),
+    Lib(
+        "batchnorm on X of fewer than 2 rows or not 2-D",
+        lambda: batchnorm_layer.forward({"gamma": np.ones(3), "beta": np.zeros(3)}, np.ones((1, 3))),
+        DataError,
+        r"^batchnorm: X must be 2-D \(n, d\) with n >= 2 rows \(one row's batch statistics normalise it to 0\); "
+        r"got shape \(1, 3\)$",
+    ),
+]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
