@@ -302,6 +302,10 @@ def test_maxpool2d_gradient_to_every_tied_element_is_caught() -> None:
     (row,) = report.params
     assert row.comparison.startswith("hand vs autograd") and row.hand != row.autograd
     assert check_layer(bug, auto_pool, {}, _pool_input(2, 2, 4, 4, seed=11, ties=False), 2, 2).ok  # only ties show it
+    # each tied element alone lies between its one-sided slopes, but not their sum: never excused as a kink
+    lenient = check_layer(bug, auto_pool, {}, X, 2, 2, allow_kinks=True)
+    assert not lenient.ok and "subgradients, both valid" not in (lenient.params[0].diagnosis or ""), lenient.table()
+    assert check_layer(pool, auto_pool, {}, X, 2, 2, allow_kinks=True).ok
 
 
 POOL_BAD = [  # (X's shape, kernel, stride, message)

@@ -43,7 +43,7 @@ from gradtwin.parity import diagnose
 from gradtwin.parity.autograd_scales import autograd_scales, samples_of
 from gradtwin.parity.compare import ParamCheck, compare
 from gradtwin.parity.finite_diff import directional, finite_differences
-from gradtwin.parity.kinks import Probe, probe
+from gradtwin.parity.kinks import Kinks, Probe, probe
 from gradtwin.parity.noise import loss_noise
 from gradtwin.parity.report import SHOWN, Element, GradientReport, ParamReport
 from gradtwin.parity.rounding import ROUNDING_OPS, Bound, rounding_bound, tolerance
@@ -1002,7 +1002,7 @@ def _refine(
     elements (six loss evaluations each), those already differenced first; beyond that fd
     stays as it was (and a mismatch there is not excused as a kink).
     """
-    found = {}
+    found = Kinks()
     where = np.argwhere(suspects)
     where = where[np.argsort(np.isnan(fd[suspects]), kind="stable")]
     for i in where[:most]:
@@ -1011,16 +1011,28 @@ def _refine(
         fd[idx], fd_bound[idx] = pr.value, pr.half_width
         if pr.kink:
             found[idx] = pr
+    if len(found) > 1:  # the kinks moved together: the sum of a subgradient over them is bounded too
+        direction = np.zeros(p64[name].shape)
+        for idx in found:
+            direction[idx] = 1.0
+        found.joint = probe(loss, p64, name, (), fd_error, direction)
     return found
 
 
 def _only_at_kinks(bad: np.ndarray, kinks: dict[tuple[int, ...], Probe], *sides: np.ndarray) -> bool:
-    """The comparisons fail only at kinks, and both gradients there are subgradients."""
+    """The comparisons fail only at kinks, and both gradients there are subgradients: each element
+    between its one-sided slopes, and, over several kinks, their sum between the slopes of all of
+    them moved together (`Kinks.joint`)."""
     if not kinks or any(tuple(int(j) for j in i) not in kinks for i in np.argwhere(bad)):
         return False
     for idx, pr in kinks.items():
         lo, hi = min(pr.left, pr.right) - pr.bound, max(pr.left, pr.right) + pr.bound
         if not all(lo <= float(s[idx]) <= hi for s in sides):
+            return False
+    joint = getattr(kinks, "joint", None)
+    if joint is not None:
+        slack = joint.half_width + sum(pr.bound for pr in kinks.values())
+        if not all(abs(sum(float(s[idx]) for idx in kinks) - joint.value) <= slack for s in sides):
             return False
     return True
 

@@ -46,21 +46,35 @@ class Probe:
         return 0.5 * abs(self.right - self.left) * self.kink + self.bound
 
 
+class Kinks(dict[tuple[int, ...], Probe]):
+    """The kinks found in one parameter, by element; `joint` probes all of them moved together.
+
+    Each element alone may lie between its one-sided slopes while the vector does not: at a tie
+    of g * max(x1, x2), (g, g) passes element by element, yet every subgradient sums to g.
+    """
+
+    joint: Probe | None = None
+
+
 def probe(loss: Callable[[dict[str, np.ndarray]], float], params: dict[str, np.ndarray], name: str,
-          idx: tuple[int, ...], loss_error: float) -> Probe:  # fmt: skip
-    """One-sided slopes of `loss` in params[name][idx] at shrinking steps (float64)."""
+          idx: tuple[int, ...], loss_error: float, direction: np.ndarray | None = None) -> Probe:  # fmt: skip
+    """One-sided slopes of `loss` in params[name][idx] at shrinking steps (float64); with `direction`
+    (an array of params[name]'s shape), the one-sided slopes along it instead."""
     p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    x0 = float(p[name][idx])
+    x0 = p[name].copy()
+    if direction is None:
+        direction = np.zeros_like(x0)
+        direction[idx] = 1.0
     mid = loss(p)
-    h0 = float(fd_step(x0))
+    h0 = float(fd_step(float(np.max(np.abs(x0[direction != 0]), initial=0.0))))
     prev: tuple[float, float] | None = None
     for k in range(STEPS):
         s = h0 / 4**k
-        p[name][idx] = x0 + s
+        p[name] = x0 + s * direction
         up = loss(p)
-        p[name][idx] = x0 - s
+        p[name] = x0 - s * direction
         down = loss(p)
-        p[name][idx] = x0
+        p[name] = x0
         left, right = (mid - down) / s, (up - mid) / s
         rounding = 4 * loss_error / s
         gap = abs(right - left)
