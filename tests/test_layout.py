@@ -63,9 +63,10 @@ def _room(module: str) -> str:
 TWIN_LEVEL = {"gradtwin.steps.tap": 1}
 
 
-# the layers' twins (gradtwin.layers.manual.*, gradtwin.layers.autograd.*) are twins like the models';
-# their room's check.py, which holds them to each other, sits with the checker
-LAYER_TWINS = ("gradtwin.layers.manual", "gradtwin.layers.autograd")
+# the layers' twins (gradtwin.layers.manual.*, gradtwin.layers.autograd.*) are twins like the models', and
+# gradtwin.layers.inputs, the input checks both twins call, sits with them; their room's check.py, which
+# holds them to each other, sits with the checker
+LAYER_TWINS = ("gradtwin.layers.manual", "gradtwin.layers.autograd", "gradtwin.layers.inputs")
 
 
 def _layer(module: str) -> int:

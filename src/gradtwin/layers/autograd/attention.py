@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gradtwin.errors import DataError, UsageError
+from gradtwin.layers.inputs import ATTENTION_NAMES, attention_shapes
 
 Params = dict[str, torch.Tensor]
-NAMES = ("Wq", "Wk", "Wv")  # and, optionally, "Wo"
+NAMES = ATTENTION_NAMES  # Wq, Wk, Wv and, optionally, "Wo"
 
 
 def forward(params: Params, X: torch.Tensor) -> torch.Tensor:
@@ -20,7 +20,7 @@ def forward(params: Params, X: torch.Tensor) -> torch.Tensor:
 
     Shapes::  X (B, T, d) or (T, d)  ->  out (B, T, d_out) or (T, d_out); d_out = d_v without Wo
     """
-    _check(params, X)
+    attention_shapes(params, X)
     Q = X @ params["Wq"]  # (B, T, d_k)
     K = X @ params["Wk"]  # (B, T, d_k)
     V = X @ params["Wv"]  # (B, T, d_v)
@@ -34,23 +34,3 @@ def backward(params: Params, X: torch.Tensor, dout: torch.Tensor) -> Params:
     out = forward({k: leaves[k] for k in params}, leaves["X"])
     grads = torch.autograd.grad(out, list(leaves.values()), torch.as_tensor(dout))
     return dict(zip(leaves, grads, strict=True))
-
-
-def _check(params: Params, X: torch.Tensor) -> None:
-    """One error naming the inputs when their shapes do not fit together (the manual twin's words)."""
-    names = sorted(params, key=lambda k: ((*NAMES, "Wo", k).index(k), k))  # Wq, Wk, Wv, Wo, then the rest
-    if not set(NAMES) <= set(params) <= {*NAMES, "Wo"}:
-        raise UsageError(f"attention: params must be Wq, Wk, Wv and, optionally, Wo; got {', '.join(names)}")
-    if X.ndim not in (2, 3) or X.shape[-2] < 1:
-        raise DataError(f"attention: X must be 2-D (T, d) or 3-D (B, T, d) with T >= 1; got shape {tuple(X.shape)}")
-    d = X.shape[-1]
-    Wq, Wk, Wv = (params[k] for k in NAMES)
-    fits = all(W.ndim == 2 and W.shape[0] == d for W in (Wq, Wk, Wv)) and tuple(Wk.shape) == tuple(Wq.shape)
-    if "Wo" in params:
-        fits = fits and params["Wo"].ndim == 2 and Wv.ndim == 2 and params["Wo"].shape[0] == Wv.shape[1]
-    if not fits:
-        wo = ", Wo (d_v, d_out)" if "Wo" in params else ""
-        got = ", ".join(f"{k} {tuple(params[k].shape)}" for k in names)
-        raise DataError(
-            f"attention: Wq and Wk must be (d, d_k), Wv (d, d_v){wo} with d = {d}, the last axis of X; got {got}"
-        )

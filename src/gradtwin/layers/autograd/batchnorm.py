@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gradtwin.errors import DataError
+from gradtwin.layers.inputs import batch_rows
 
 Params = dict[str, torch.Tensor]
 EPS = 1e-5  # added to the variance before the square root, as torch's default
@@ -22,7 +22,7 @@ def forward(params: Params, X: torch.Tensor, eps: float = EPS) -> torch.Tensor:
 
     Shapes::  X (n, d), gamma (d,), beta (d,)  ->  out (n, d)
     """
-    _batch(X)
+    batch_rows(X)
     return F.batch_norm(X, None, None, weight=params["gamma"], bias=params["beta"], training=True, eps=float(eps))
 
 
@@ -32,12 +32,3 @@ def backward(params: Params, X: torch.Tensor, dout: torch.Tensor, eps: float = E
     out = forward({k: leaves[k] for k in params}, leaves["X"], eps)
     grads = torch.autograd.grad(out, list(leaves.values()), torch.as_tensor(dout, dtype=out.dtype))
     return dict(zip(leaves, grads, strict=True))
-
-
-def _batch(X: Any) -> None:
-    """Refuse what has no batch statistics: X must be (n, d) with n >= 2, as torch requires in training."""
-    if len(X.shape) != 2 or X.shape[0] < 2:
-        raise DataError(
-            f"batchnorm: X must be 2-D (n, d) with n >= 2 rows (one row's batch statistics normalise it to 0); "
-            f"got shape {tuple(X.shape)}"
-        )

@@ -7,35 +7,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gradtwin.errors import UsageError
+from gradtwin.layers.inputs import maxpool2d_sizes
 
 Params = dict[str, torch.Tensor]
 
 
-def _as_int(value: Any) -> int | None:
-    """value as an int if it is a whole number (2, 2.0, a 0-d integer array), else None."""
-    try:
-        whole = int(value)
-    except (TypeError, ValueError):
-        return None
-    return whole if whole == value else None
-
-
-def _sizes(X: torch.Tensor, kernel: Any, stride: Any) -> tuple[int, int, int, int]:
-    """(k, s, H_out, W_out), or one error naming the argument that does not fit (F.max_pool2d's own
-    errors are several lines of C++)."""
-    stride = kernel if stride is None else stride
-    k, s = _as_int(kernel), _as_int(stride)
-    if k is None or s is None or k < 1 or s < 1:
-        raise UsageError(f"maxpool2d: kernel and stride must be integers >= 1; got kernel={kernel}, stride={stride}")
-    if len(X.shape) != 4 or k > X.shape[2] or k > X.shape[3]:
-        raise UsageError(f"maxpool2d: X must be 4-D (N, C, H, W) with H, W >= kernel = {k}; got shape {tuple(X.shape)}")
-    return k, s, (X.shape[2] - k) // s + 1, (X.shape[3] - k) // s + 1
-
-
 def forward(params: Params, X: torch.Tensor, kernel: Any, stride: Any = None) -> torch.Tensor:
     """out = F.max_pool2d(X, k, s) (floor mode).   Shapes::  X (N, C, H, W)  ->  out (N, C, H_out, W_out)"""
-    k, s, _, _ = _sizes(X, kernel, stride)
+    k, s, _, _ = maxpool2d_sizes(X, kernel, stride)
     return F.max_pool2d(X, k, s)
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from gradtwin.errors import DataError, UsageError
+from gradtwin.layers.inputs import ATTENTION_NAMES, attention_shapes
 
 Params = dict[str, Any]
-NAMES = ("Wq", "Wk", "Wv")  # and, optionally, "Wo"
+NAMES = ATTENTION_NAMES  # Wq, Wk, Wv and, optionally, "Wo"
 
 
 def forward(params: Params, X: Any) -> Any:
@@ -24,7 +24,7 @@ def forward(params: Params, X: Any) -> Any:
     Shapes::  X (B, T, d) or (T, d)  ->  out (B, T, d_out) or (T, d_out); d_out = d_v without Wo
     """
     xp = array_namespace(X)
-    _check(params, X)
+    attention_shapes(params, X)
     scale = 1.0 / math.sqrt(params["Wq"].shape[1])  # ()
     future = _future(X.shape[-2], xp, device(X))  # (T, T)
     Q = X @ params["Wq"]  # (B, T, d_k)
@@ -58,7 +58,7 @@ def backward(params: Params, X: Any, dout: Any) -> Params:
                (X (T, d): the same without the B axis)
     """
     xp = array_namespace(X, dout)
-    _check(params, X)
+    attention_shapes(params, X)
     scale = 1.0 / math.sqrt(params["Wq"].shape[1])  # ()
     future = _future(X.shape[-2], xp, device(X))  # (T, T)
     Q = X @ params["Wq"]  # (B, T, d_k)
@@ -100,23 +100,3 @@ def _future(T: int, xp: Any, where: Any) -> Any:
 def _rows(A: Any, xp: Any) -> Any:
     """Every position of every sequence as one row.   (B, T, m) or (T, m) -> (B * T, m)"""
     return xp.reshape(A, (-1, A.shape[-1]))
-
-
-def _check(params: Params, X: Any) -> None:
-    """One error naming the inputs when their shapes do not fit together."""
-    names = sorted(params, key=lambda k: ((*NAMES, "Wo", k).index(k), k))  # Wq, Wk, Wv, Wo, then the rest
-    if not set(NAMES) <= set(params) <= {*NAMES, "Wo"}:
-        raise UsageError(f"attention: params must be Wq, Wk, Wv and, optionally, Wo; got {', '.join(names)}")
-    if X.ndim not in (2, 3) or X.shape[-2] < 1:
-        raise DataError(f"attention: X must be 2-D (T, d) or 3-D (B, T, d) with T >= 1; got shape {tuple(X.shape)}")
-    d = X.shape[-1]
-    Wq, Wk, Wv = (params[k] for k in NAMES)
-    fits = all(W.ndim == 2 and W.shape[0] == d for W in (Wq, Wk, Wv)) and tuple(Wk.shape) == tuple(Wq.shape)
-    if "Wo" in params:
-        fits = fits and params["Wo"].ndim == 2 and Wv.ndim == 2 and params["Wo"].shape[0] == Wv.shape[1]
-    if not fits:
-        wo = ", Wo (d_v, d_out)" if "Wo" in params else ""
-        got = ", ".join(f"{k} {tuple(params[k].shape)}" for k in names)
-        raise DataError(
-            f"attention: Wq and Wk must be (d, d_k), Wv (d, d_v){wo} with d = {d}, the last axis of X; got {got}"
-        )

@@ -12,7 +12,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from gradtwin.errors import DataError
+from gradtwin.layers.inputs import batch_rows
 
 Params = dict[str, Any]
 EPS = 1e-5  # added to the variance before the square root, as torch's default
@@ -24,7 +24,7 @@ def forward(params: Params, X: Any, eps: float = EPS) -> Any:
     Shapes::  X (n, d), gamma (d,), beta (d,)  ->  out (n, d)
     """
     xp = array_namespace(X)
-    _batch(X)
+    batch_rows(X)
     mu = xp.mean(X, axis=0)  # (d,)
     Xc = X - mu  # (n, d)
     var = xp.mean(Xc * Xc, axis=0)  # (d,)  biased: 1/n
@@ -49,7 +49,7 @@ def backward(params: Params, X: Any, dout: Any, eps: float = EPS) -> Params:
     Shapes::  X (n, d), gamma (d,), beta (d,), dout (n, d)  ->  dX (n, d), dgamma (d,), dbeta (d,)
     """
     xp = array_namespace(X, dout)
-    _batch(X)
+    batch_rows(X)
     n = X.shape[0]
     mu = xp.mean(X, axis=0)  # (d,)
     Xc = X - mu  # (n, d)
@@ -65,12 +65,3 @@ def backward(params: Params, X: Any, dout: Any, eps: float = EPS) -> Params:
     dmu = -xp.sum(dXc, axis=0)  # (d,)
     dX = dXc + dmu / n  # (n, d)
     return {"X": dX, "gamma": dgamma, "beta": dbeta}
-
-
-def _batch(X: Any) -> None:
-    """Refuse what has no batch statistics: X must be (n, d) with n >= 2, as torch requires in training."""
-    if len(X.shape) != 2 or X.shape[0] < 2:
-        raise DataError(
-            f"batchnorm: X must be 2-D (n, d) with n >= 2 rows (one row's batch statistics normalise it to 0); "
-            f"got shape {tuple(X.shape)}"
-        )

@@ -12,39 +12,9 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from gradtwin.errors import UsageError
+from gradtwin.layers.inputs import conv2d_sizes
 
 Params = dict[str, Any]
-
-
-def _as_int(value: Any) -> int | None:
-    """value as an int if it is a whole number (2, 2.0, a 0-d integer array), else None."""
-    try:
-        whole = int(value)
-    except (TypeError, ValueError):
-        return None
-    return whole if whole == value else None
-
-
-def _sizes(W: Any, X: Any, stride: Any, padding: Any) -> tuple[int, int, int, int]:
-    """(stride, padding, H_out, W_out), or one error naming the argument that does not fit."""
-    s, p = _as_int(stride), _as_int(padding)
-    if s is None or p is None or s < 1 or p < 0:
-        raise UsageError(
-            f"conv2d: stride must be an integer >= 1 and padding >= 0; got stride={stride}, padding={padding}"
-        )
-    if len(X.shape) != 4 or X.shape[1] != W.shape[1]:
-        raise UsageError(
-            f"conv2d: X must be 4-D (N, C_in, H, W) with C_in = {W.shape[1]}, W's second axis; "
-            f"got shape {tuple(X.shape)}"
-        )
-    Hp, Wp, kh, kw = X.shape[2] + 2 * p, X.shape[3] + 2 * p, W.shape[2], W.shape[3]
-    if kh > Hp or kw > Wp:
-        raise UsageError(
-            f"conv2d: the kernel (kh, kw) must fit in the padded input (H + 2*padding, W + 2*padding); got kernel "
-            f"({kh}, {kw}) and padded input ({Hp}, {Wp})"
-        )
-    return s, p, (Hp - kh) // s + 1, (Wp - kw) // s + 1
 
 
 def _pad(A: Any, top: int, bottom: int, left: int, right: int) -> Any:
@@ -74,7 +44,7 @@ def forward(params: Params, X: Any, stride: Any = 1, padding: Any = 0) -> Any:
               H_out = (H + 2p - kh) // s + 1   (rows the last window does not reach are dropped, as in PyTorch)
     """
     W, b = params["W"], params["b"]
-    s, p, Ho, Wo = _sizes(W, X, stride, padding)
+    s, p, Ho, Wo = conv2d_sizes(W, X, stride, padding)
     Xp = _pad(X, p, p, p, p)  # (N, C_in, H + 2p, W + 2p)
     out = b[None, :, None, None]  # (1, C_out, 1, 1)
     for i in range(W.shape[2]):
@@ -98,7 +68,7 @@ def backward(params: Params, X: Any, dout: Any, stride: Any = 1, padding: Any = 
     """
     xp = array_namespace(X, dout)
     W = params["W"]
-    s, p, Ho, Wo = _sizes(W, X, stride, padding)
+    s, p, Ho, Wo = conv2d_sizes(W, X, stride, padding)
     N, _, H, Wd = X.shape
     C_out, _, kh, kw = W.shape
     Xp = _pad(X, p, p, p, p)  # (N, C_in, H + 2p, W + 2p)

@@ -10,7 +10,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from gradtwin.errors import DataError, DataTypeError
+from gradtwin.layers.inputs import cross_entropy_inputs
 
 Params = dict[str, Any]
 
@@ -18,7 +18,7 @@ Params = dict[str, Any]
 def forward(params: Params, X: Any, Y: Any) -> Any:
     """L = 1/n * sum_i (logsumexp(X_i) - X_i,Y_i).   Shapes::  X (n, k), Y (n,) integers in [0, k)  ->  L ()"""
     xp = array_namespace(X, Y)
-    _check(X, Y)
+    cross_entropy_inputs(X, Y)
     n = X.shape[0]
     shifted = X - xp.max(X, axis=1, keepdims=True)  # (n, k)  X_ij - max_j X_ij <= 0
     log_P = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))  # (n, k)  log softmax
@@ -35,7 +35,7 @@ def backward(params: Params, X: Any, dout: Any, Y: Any) -> Params:
     Shapes::   X (n, k), Y (n,), dout ()  ->  P, onehot(Y), dX (n, k)
     """
     xp = array_namespace(X, Y)
-    _check(X, Y)
+    cross_entropy_inputs(X, Y)
     n = X.shape[0]
     shifted = X - xp.max(X, axis=1, keepdims=True)  # (n, k)
     E = xp.exp(shifted)  # (n, k)
@@ -47,24 +47,3 @@ def backward(params: Params, X: Any, dout: Any, Y: Any) -> Params:
 def _onehot(Y: Any, k: int, dtype: Any, xp: Any, where: Any) -> Any:
     """onehot[i, j] = 1 where j = Y_i, else 0.   Y (n,) -> (n, k)"""
     return xp.astype(Y[:, None] == xp.arange(k, device=where)[None, :], dtype)  # (n, k)
-
-
-def _check(X: Any, Y: Any) -> None:
-    """One error naming the input when the logits and labels do not fit together."""
-    xp = array_namespace(X, Y)
-    if X.ndim != 2 or Y.ndim != 1 or X.shape[0] != Y.shape[0] or min(X.shape) < 1:
-        raise DataError(
-            f"cross_entropy: X (the logits) must be 2-D (n, k) with n, k >= 1 and Y 1-D (n,); got X "
-            f"{tuple(X.shape)}, Y {tuple(Y.shape)}"
-        )
-    if not xp.isdtype(Y.dtype, "integral"):
-        kind = str(Y.dtype).removeprefix("torch.")  # float64 from NumPy and torch alike
-        raise DataTypeError(f"cross_entropy: Y must hold integer class indices; got dtype {kind}")
-    k = X.shape[1]
-    bad = xp.nonzero((Y < 0) | (Y >= k))[0]  # (m,)
-    if bad.shape[0]:
-        i = int(bad[0])
-        raise DataError(
-            f"cross_entropy: Y must hold class indices in [0, k) with k = {k}, the columns of X; got {int(Y[i])} "
-            f"at row {i}"
-        )

@@ -9,13 +9,12 @@ an element is kept and 0 where it is dropped; p is the probability of dropping, 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
 
-from gradtwin.errors import UsageError
+from gradtwin.layers.inputs import dropout_probability
 
 Params = dict[str, Any]
 
@@ -25,7 +24,7 @@ def mask(shape: tuple[int, ...], p: float, seed: int = 0) -> np.ndarray:
 
     Shapes::  shape (n, d)  ->  keep (n, d) float64
     """
-    _probability(p)
+    dropout_probability(p)
     return (np.random.default_rng(seed).random(shape) >= p).astype(np.float64)
 
 
@@ -35,7 +34,7 @@ def forward(params: Params, X: Any, keep: Any, p: float) -> Any:
     Shapes::  X (n, d), keep (n, d) of 0 and 1, p ()  ->  out (n, d)
     """
     xp = array_namespace(X, keep)
-    scale = 1.0 / (1.0 - _probability(p, X, keep))  # ()
+    scale = 1.0 / (1.0 - dropout_probability(p, X, keep))  # ()
     return X * xp.astype(keep, X.dtype) * scale  # (n, d)
 
 
@@ -47,25 +46,6 @@ def backward(params: Params, X: Any, dout: Any, keep: Any, p: float) -> Params:
     Shapes::  X (n, d), dout (n, d), keep (n, d), p ()  ->  dX (n, d)
     """
     xp = array_namespace(X, dout, keep)
-    scale = 1.0 / (1.0 - _probability(p, X, keep))  # ()
+    scale = 1.0 / (1.0 - dropout_probability(p, X, keep))  # ()
     dX = dout * xp.astype(keep, X.dtype) * scale  # (n, d)
     return {"X": dX}
-
-
-def _probability(p: Any, X: Any = None, keep: Any = None) -> float:
-    """p as a float if it is a number in [0, 1) (0-d arrays and tensors too); keep, if given, of X's shape and 0/1."""
-    try:
-        value = math.nan if isinstance(p, (str, bytes, bool)) or getattr(p, "ndim", 0) != 0 else float(p)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise UsageError(f"dropout: p must be the probability of dropping an element, in [0, 1); got {p!r}")
-    if X is not None and keep is not None:
-        if tuple(keep.shape) != tuple(X.shape):
-            raise UsageError(f"dropout: keep (the mask) must have X's shape {tuple(X.shape)}; got {tuple(keep.shape)}")
-        other = int(((keep != 0) & (keep != 1)).sum())
-        if other:
-            raise UsageError(
-                f"dropout: keep (the mask) must hold only 0 (drop) and 1 (keep); got {other} other value(s)"
-            )
-    return value

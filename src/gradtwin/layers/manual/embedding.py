@@ -12,28 +12,15 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_array
 
-from gradtwin.errors import DataError, DataTypeError
+from gradtwin.layers.inputs import embedding_indices
 
 Params = dict[str, Any]
-
-
-def _check_indices(X: Any, V: int) -> None:
-    """X must hold integers in [0, V): one error naming the first bad index and V."""
-    x = np.asarray(X.cpu() if hasattr(X, "cpu") else X)
-    if x.dtype.kind not in "iu":
-        raise DataTypeError(f"embedding: X must hold integer indices; got dtype {x.dtype}")
-    bad = np.argwhere((x < 0) | (x >= V))
-    if bad.size:
-        at = tuple(int(i) for i in bad[0])
-        raise DataError(
-            f"embedding: X must hold indices in [0, V) with V = {V}, the rows of W; got {int(x[at])} at {at}"
-        )
 
 
 def forward(params: Params, X: Any) -> Any:
     """out = W[X].   Shapes::  W (V, d), X (...) integers in [0, V)  ->  out (..., d)"""
     W = params["W"]
-    _check_indices(X, W.shape[0])
+    embedding_indices(X, W.shape[0])
     xp = array_namespace(W)
     flat = xp.take(W, xp.reshape(xp.asarray(X, device=device(W)), (-1,)), axis=0)  # (M, d), M = X.size
     return xp.reshape(flat, (*X.shape, W.shape[1]))  # (..., d)
@@ -48,7 +35,7 @@ def backward(params: Params, X: Any, dout: Any) -> Params:
     Shapes::   W (V, d), X (...), dout (..., d)  ->  dW (V, d)
     """
     W = params["W"]
-    _check_indices(X, W.shape[0])
+    embedding_indices(X, W.shape[0])
     xp = array_namespace(W)
     V, d = W.shape
     idx = xp.reshape(xp.asarray(X, device=device(W)), (-1,))  # (M,)

@@ -14,29 +14,9 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from gradtwin.errors import UsageError
+from gradtwin.layers.inputs import maxpool2d_sizes
 
 Params = dict[str, Any]
-
-
-def _as_int(value: Any) -> int | None:
-    """value as an int if it is a whole number (2, 2.0, a 0-d integer array), else None."""
-    try:
-        whole = int(value)
-    except (TypeError, ValueError):
-        return None
-    return whole if whole == value else None
-
-
-def _sizes(X: Any, kernel: Any, stride: Any) -> tuple[int, int, int, int]:
-    """(k, s, H_out, W_out), or one error naming the argument that does not fit."""
-    stride = kernel if stride is None else stride
-    k, s = _as_int(kernel), _as_int(stride)
-    if k is None or s is None or k < 1 or s < 1:
-        raise UsageError(f"maxpool2d: kernel and stride must be integers >= 1; got kernel={kernel}, stride={stride}")
-    if len(X.shape) != 4 or k > X.shape[2] or k > X.shape[3]:
-        raise UsageError(f"maxpool2d: X must be 4-D (N, C, H, W) with H, W >= kernel = {k}; got shape {tuple(X.shape)}")
-    return k, s, (X.shape[2] - k) // s + 1, (X.shape[3] - k) // s + 1
 
 
 def _shifted(A: Any, i: int, j: int, s: int, Ho: int, Wo: int) -> Any:
@@ -65,7 +45,7 @@ def forward(params: Params, X: Any, kernel: Any, stride: Any = None) -> Any:
 
     Shapes::  X (N, C, H, W)  ->  out (N, C, H_out, W_out),  H_out = (H - k) // s + 1 (floor)
     """
-    k, s, Ho, Wo = _sizes(X, kernel, stride)
+    k, s, Ho, Wo = maxpool2d_sizes(X, kernel, stride)
     return _argmax(X, k, s, Ho, Wo)[0]
 
 
@@ -79,7 +59,7 @@ def backward(params: Params, X: Any, dout: Any, kernel: Any, stride: Any = None)
     Shapes::   X (N, C, H, W), dout (N, C, H_out, W_out)  ->  dX (N, C, H, W)
     """
     xp = array_namespace(X, dout)
-    k, s, Ho, Wo = _sizes(X, kernel, stride)
+    k, s, Ho, Wo = maxpool2d_sizes(X, kernel, stride)
     _, which = _argmax(X, k, s, Ho, Wo)  # (N, C, Ho, Wo)
     dX = xp.zeros(X.shape, dtype=X.dtype, device=device(X))  # (N, C, H, W)
     zero = xp.zeros_like(dout)  # (N, C, Ho, Wo)
