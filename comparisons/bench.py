@@ -36,6 +36,7 @@ import torch
 from gradtwin.cli.files import atomic_write_text
 from gradtwin.cli.progress import progress_bar
 from gradtwin.data import Dataset
+from gradtwin.devices import cpu_name
 from gradtwin.models import MODELS
 from gradtwin.training.factory import make_engine
 from gradtwin.training.loop import train
@@ -399,14 +400,7 @@ def memory_runs(models: list[str], quick: bool) -> list[tuple[str, str, dict[str
 
 
 def machine(jax: ModuleType | None = None) -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     jax_version = f"JAX {jax.__version__}" if jax is not None else "no JAX"
     return (

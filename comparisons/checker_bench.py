@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from gradtwin.cli.files import atomic_write_text
 from gradtwin.cli.progress import progress_bar
+from gradtwin.devices import cpu_name
 from gradtwin.errors import GradtwinError, UsageError
 from gradtwin.parity.gradcheck import check_gradients
 
@@ -542,14 +543,7 @@ def legend(budget: float) -> str:
 
 
 def machine(jax_v: str | None, method: str | None) -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gradtwin_v = importlib.metadata.version("gradtwin")
     how = f"method={method!r}" if method is not None else "no method argument (exhaustive)"
     return (

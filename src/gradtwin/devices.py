@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,6 +70,17 @@ def resolve_device(name: str, dtype: str = "float64", half: bool = False) -> tor
             raise UsageError("device 'mps' requested but MPS is not available here")
         return torch.device("mps")
     raise UsageError(f"device must be one of {DEVICE_FORMS}; got {name!r}")
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what `platform` knows, for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
 
 
 def nvidia_driver() -> bool:
