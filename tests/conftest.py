@@ -34,8 +34,13 @@ settings.load_profile("default")
 DTYPES = ["float64", "float32"]
 DEVICES = ["cpu", "cuda"]  # "cuda" cases get the cuda marker and skip without a GPU (see below)
 MODEL_NAMES = list(MODELS)
-REGRESSORS = [name for name, m in MODELS.items() if m.task == "regression"]
-CLASSIFIERS = [name for name, m in MODELS.items() if m.task == "classification"]
+# the models on tables of numbers (X (n, d) of any d), whose rounding scales are written out by hand; the models
+# made of layers read images or character windows of their own shapes, and tests/test_model_<name>.py hold
+# them to what the tests over TABULAR hold these to
+TABULAR = [name for name, m in MODELS.items() if m.scales == "hand"]
+LAYERED = [name for name, m in MODELS.items() if m.scales != "hand"]
+REGRESSORS = [name for name in TABULAR if MODELS[name].task == "regression"]
+CLASSIFIERS = [name for name in TABULAR if MODELS[name].task == "classification"]
 WEIGHTED = [name for name, m in MODELS.items() if m.weights]
 CUDA = torch.cuda.is_available()
 

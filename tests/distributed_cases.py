@@ -36,7 +36,8 @@ WORLD = 2
 WEIGHTS = (0.3, 0.7)  # uneven shards
 ITERATIONS = 12
 BATCH = 64
-CASES = [(m, e, b) for m in MODELS for e in ("manual", "autograd") for b in (None, BATCH)]
+# charmlp is refused: its batch norm couples the rows, so shards cannot sum to the batch
+CASES = [(m, e, b) for m in MODELS if MODELS[m].rows_independent for e in ("manual", "autograd") for b in (None, BATCH)]
 SCRIPT = str(Path(__file__).resolve())
 
 

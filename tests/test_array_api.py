@@ -1,6 +1,7 @@
 """The manual twins' one source on NumPy and on torch tensors (cpu, meta, cuda), against autograd.
 
-Every model, parametrized over dtype and device; cuda skips cleanly without a GPU. On a
+Every tabular model (the layered ones: tests/test_model_<name>.py), parametrized over dtype and device;
+cuda skips cleanly without a GPU. On a
 device the twins pass the parity check (`conftest.assert_parity`), and the manual twin on
 torch tensors (no autograd) is compared with the manual twin on NumPy, with autograd and
 with the manual twin in float64 NumPy on the CPU. The tolerance is
@@ -20,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES, DTYPES, MODEL_NAMES, assert_parity, plant
+from conftest import DEVICES, DTYPES, TABULAR, assert_parity, plant
 from gradtwin.models import MODELS, Model
 from gradtwin.parity.compare import ParamCheck, compare
 from gradtwin.parity.drift import drift_tolerance, gradient_tolerance
@@ -40,7 +41,7 @@ def _on(values: Any, dtype: str, device: str) -> Any:
 
 @pytest.mark.parametrize("device", [*DEVICES, "meta"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", TABULAR)
 def test_manual_twin_stays_in_its_namespace_dtype_and_device(name: str, dtype: str, device: str) -> None:
     """Every output of the manual twin on torch tensors is a tensor of X's dtype on X's device.
 
@@ -107,7 +108,7 @@ def _manual_torch_checks(
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", TABULAR)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_twins_on_device_agree_with_each_other_and_cpu_float64(name: str, dtype: str, device: str, seed: int) -> None:
@@ -138,7 +139,7 @@ def test_planted_bug_in_manual_torch_is_caught() -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", TABULAR)
 def test_whole_histories_on_device_match_numpy(name: str, dtype: str, device: str) -> None:
     """Manual on torch (device), manual on NumPy and autograd (device) train alike, step by step.
 
@@ -180,7 +181,7 @@ def test_whole_histories_on_device_match_numpy(name: str, dtype: str, device: st
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", TABULAR)
 def test_nondeterministic_remainder_is_measured_and_bounded(name: str, device: str) -> None:
     """Each twin run twice on the device: bit-for-bit equal, or within the two-order bound."""
     model = MODELS[name]

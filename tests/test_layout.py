@@ -18,11 +18,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gradtwin"
 
 # Lowest first. A module may import from its own layer and the layers below, never above.
 LAYERS = [
-    ("errors", "validate", "devices"),
-    ("manual", "autograd"),
+    ("errors", "validate", "devices", "autodiff"),  # autodiff: gradtwin's own engine, below its twins as torch is
+    ("manual", "autograd", "tape"),  # tape: the third twins, on gradtwin.autodiff
     ("data",),
     ("models", "model_file"),  # model_file: a Model from a user's file, beside the registry
-    ("training", "parity", "steps", "layers"),  # steps: the step-by-step view, beside the checker that uses it
+    # steps: the step-by-step view, beside the checker that uses it; sampling: text drawn from a trained model
+    ("training", "parity", "steps", "layers", "sampling"),
     ("estimators", "cli"),
     ("__init__", "__main__"),
 ]
@@ -143,16 +144,24 @@ def test_the_checks_above_can_fail() -> None:
     assert _imports("import gradtwin.training.loop\n", modules) == {"gradtwin.training.loop"}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_twins_define_the_same_names_in_the_same_order_with_the_same_signatures(family: str) -> None:
+TAPED = sorted({m.family for m in MODELS.values() if m.tape is not None})
+
+
+@pytest.mark.parametrize(("family", "other"), [(f, "autograd") for f in FAMILIES] + [(f, "tape") for f in TAPED])
+def test_twins_define_the_same_names_in_the_same_order_with_the_same_signatures(family: str, other: str) -> None:
+    """The autograd twin, and the tape twin where there is one, define the manual twin's names in its order."""
     import importlib
 
     manual = importlib.import_module(f"gradtwin.manual.{family}")
-    autograd = importlib.import_module(f"gradtwin.autograd.{family}")
+    autograd = importlib.import_module(f"gradtwin.{other}.{family}")
     for twin in (manual, autograd):
         missing = [n for n in TWIN_NAMES if not inspect.isfunction(getattr(twin, n, None))]
         assert not missing, f"{twin.__name__} lacks {missing}"
-    shared = [n for n, v in vars(autograd).items() if inspect.isfunction(v) and v.__module__ == autograd.__name__]
+    shared = [  # private helpers (a leading _) are each twin's own business
+        n
+        for n, v in vars(autograd).items()
+        if inspect.isfunction(v) and v.__module__ == autograd.__name__ and not n.startswith("_")
+    ]
     in_manual = [n for n, v in vars(manual).items() if inspect.isfunction(v) and v.__module__ == manual.__name__]
     assert [n for n in in_manual if n in shared] == shared, f"{family}: the autograd twin's names, in manual's order"
     for name in shared:
@@ -161,14 +170,23 @@ def test_twins_define_the_same_names_in_the_same_order_with_the_same_signatures(
         assert a == b, f"{family}.{name}: manual takes {a}, autograd {b}"
 
 
-@pytest.mark.parametrize("side", ["manual", "autograd"])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    ("side", "family"), [(s, f) for s in ("manual", "autograd") for f in FAMILIES] + [("tape", f) for f in TAPED]
+)
 def test_a_twin_holds_only_its_derivation(side: str, family: str) -> None:
-    """No rounding scales, tolerances, files or engines in a twin: it imports only its own side."""
+    """No rounding scales, tolerances, files or engines in a twin: it imports only its own side (the tape
+    twins: their engine, gradtwin.autodiff)."""
     path = SRC / side / f"{family}.py"
     tree = ast.parse(path.read_text())
     imported = _imports(path.read_text(), _modules())
-    foreign = sorted(m for m in imported if not m.startswith(f"gradtwin.{side}") and m not in TWIN_LEVEL)
+    own = (
+        f"gradtwin.{side}",
+        f"gradtwin.layers.{side}",
+        "gradtwin.layers.inputs",
+        "gradtwin.autodiff",
+        "gradtwin.errors",
+    )
+    foreign = sorted(m for m in imported if not m.startswith(own) and m not in TWIN_LEVEL)
     assert not foreign, f"{side}/{family}.py imports {foreign}"
     names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     bookkeeping = [n for n in names if any(word in n for word in ("scale", "rounding", "tolerance", "Fused"))]

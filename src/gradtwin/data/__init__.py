@@ -11,6 +11,7 @@ from gradtwin.data.bundled import (
 )
 from gradtwin.data.csv_file import load_csv
 from gradtwin.data.dataset import Dataset, as_labels_or_real, as_real, check_weight, check_xy
+from gradtwin.data.names import load_names, windows
 from gradtwin.data.prepare import holdout, standardize
 from gradtwin.data.synthetic import synthetic_classes, synthetic_linear1d
 
@@ -28,8 +29,10 @@ __all__ = [
     "load_diabetes_bmi",
     "load_digits",
     "load_iris",
+    "load_names",
     "load_wine",
     "standardize",
     "synthetic_classes",
     "synthetic_linear1d",
+    "windows",
 ]

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from gradtwin.errors import DataError, DataTypeError, UsageError
 
@@ -116,6 +117,46 @@ def embedding_indices(X: Any, V: int) -> None:
         raise DataError(
             f"embedding: X must hold indices in [0, V) with V = {V}, the rows of W; got {int(x[at])} at {at}"
         )
+
+
+WHOLE = 0.1  # indices travel in X as float64 whole numbers; a checker's nudge (far below 0.1) reads the same index
+
+
+def window_indices(X: Any, V: int, width: int, model: str, why: str) -> Any:
+    """X (n, width) of whole numbers in [0, V) as int64 indices, or one DataError naming what does not fit.
+
+    The values are rounded to the nearest whole number: a value within WHOLE of one is that index (the
+    loss does not depend on X between indices), anything else is refused, as is an index outside [0, V).
+    Shapes::  X (n, width) float  ->  (n, width) int64, in X's array namespace
+    """
+    if len(X.shape) != 2 or X.shape[1] != width or X.shape[0] < 1:
+        raise DataError(f"{model}: X must be 2-D (n, {width}), {why}; got shape {tuple(X.shape)}")
+    x = _numpy(X).astype(np.float64)
+    whole = np.round(x)  # (n, width)
+    bad = ~(np.abs(x - whole) <= WHOLE) | (whole < 0) | (whole >= V)  # NaN fails the first test
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{model}: X must hold whole-number character indices in [0, V) with V = {V}; got {float(x[at])!r} at {at}"
+        )
+    A = X.detach() if hasattr(X, "detach") else X  # indices carry no gradient, whatever X was handed in with
+    xp = array_namespace(A)
+    return xp.astype(xp.round(A), xp.int64)
+
+
+def image_side(X: Any) -> int:
+    """s with X (n, s*s): each row a square one-channel image; or one DataError naming X's width (cnn)."""
+    d = X.shape[1] if len(X.shape) == 2 else None
+    s = math.isqrt(d) if d is not None else 0
+    if d is None or s * s != d:
+        got = f"width {d}" if d is not None else f"shape {tuple(X.shape)}"
+        raise DataError(f"cnn: X must be 2-D (n, s*s), each row a square image of s*s pixels; got {got}")
+    return s
+
+
+def same_padding(K: Any) -> int:
+    """A convolution's zero padding that keeps an image's size: kh // 2 pixels on every side (odd kh)."""
+    return int(K.shape[2]) // 2
 
 
 def batch_rows(X: Any) -> None:

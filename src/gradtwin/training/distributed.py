@@ -53,6 +53,15 @@ def extra_roundings(world: int) -> int:
     return world + 1
 
 
+def check_separable(model: Any) -> None:
+    """Refuse a model whose loss is not a mean of one term per row: its shards would not sum to it."""
+    if not model.rows_independent:
+        raise UsageError(
+            f"--nproc needs a loss that is a mean over rows; {model.name}'s batch norm takes its statistics over "
+            "the whole batch, which a shard does not hold: train it in one process"
+        )
+
+
 def split_rows(n: int, world: int, weights: Sequence[float] | None = None) -> list[tuple[int, int]]:
     """Contiguous (start, stop) rows of each of `world` shards of n rows.
 
@@ -138,6 +147,7 @@ class DistributedEngine(Engine):
     def __init__(self, inner: Engine, data: Shard, group: Any = None) -> None:
         if not (dist.is_available() and dist.is_initialized()):
             raise UsageError("DistributedEngine needs torch.distributed initialized (see gradtwin.distributed)")
+        check_separable(inner.model)
         self.inner = inner
         self.model = inner.model
         self.dtype = inner.dtype

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from gradtwin.models import Model, bind
-from gradtwin.parity.scales import linear, linear1d, logistic, mlp, softmax
+from gradtwin.parity.scales import derived, linear, linear1d, logistic, mlp, softmax
 
 SCALES: dict[str, ModuleType] = {
     "linear1d": linear1d,
@@ -23,7 +23,10 @@ SCALES: dict[str, ModuleType] = {
 
 
 def scales_for(model: Model) -> ModuleType:
-    """The scale functions of `model`'s family, with its options (the mlp's activation) bound."""
+    """The scale functions of `model`'s family, with its options (the mlp's activation) bound; derived
+    from its autograd twin's loss (`scales.derived`) for a model whose `scales` is "autograd"."""
+    if model.scales == "autograd":
+        return bind(derived, loss=model.autograd.loss)
     return bind(SCALES[model.family], **model.options)
 
 
