@@ -7,7 +7,7 @@ process: the floor (the fastest of four reads of X: NumPy's X @ v and X.sum(), t
 torch.mv, threaded), a plain NumPy loop with hand gradients, a plain torch autograd loop
 (`backward()`, a `torch.no_grad()` step; the mlp an `nn.Sequential` with `optim.SGD`), a JAX
 `jit` + `lax.fori_loop` loop where JAX is installed (an optional dependency: without it the
-table says so), gradtwin's manual and autograd twins through `train()`, and for the linear model
+table says so), gradtwin's manual, autograd and tape twins through `train()`, and for the linear model
 the exact engine; then the peak memory of 1,000,000 x 16 runs, each in a fresh process. Every
 time is the median of repeated timed blocks after a warm-up block. It writes the tables and a
 description of the machine to comparisons/BENCH.md. On a busy machine only the ratios are worth
@@ -49,7 +49,7 @@ LR = {"linear": 0.05, "logistic": 0.5, "softmax": 0.5, "mlp": 0.5}
 SIZES = [(30, 1), (10_000, 16), (1_000_000, 16)]
 QUICK_SIZES = [(30, 1), (200, 4)]
 PEERS = ("numpy", "torch", "jax")
-ENGINES = ("manual", "autograd", "exact")
+ENGINES = ("manual", "autograd", "tape", "exact")
 Arrays = dict[str, np.ndarray]
 Timed = tuple[float, Arrays]  # seconds per iteration, parameters at the end (float64)
 
@@ -429,22 +429,23 @@ def best_peer(row: dict[str, Any]) -> str:
 def times_table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| model | n x d | dtype | floor us (fastest read) | NumPy loop us | torch loop us | JAX loop us "
-        "| manual us | autograd us | exact us |"
+        "| manual us | autograd us | tape us | exact us |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['n']:,} x {r['d']} | {r['dtype']} | {_us(r['floor'])} ({r['floor_read']}) "
             f"| {_us(r['numpy'])} | {_us(r['torch'])} | {_us(r['jax'])} | {_us(r['manual'])} | {_us(r['autograd'])} "
-            f"| {_us(r['exact'])} |"
+            f"| {_us(r['tape'])} | {_us(r['exact'])} |"
         )
     return "\n".join(lines)
 
 
 def ratios_table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| model | n x d | dtype | best peer | manual / best peer | autograd / best peer | exact / best peer "
-        "| manual / NumPy loop | autograd / torch loop | manual / floor | autograd / floor | end points agree to |"
+        "| model | n x d | dtype | best peer | manual / best peer | autograd / best peer | tape / best peer "
+        "| exact / best peer | manual / NumPy loop | autograd / torch loop | tape / manual | manual / floor "
+        "| autograd / floor | end points agree to |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -452,8 +453,9 @@ def ratios_table(rows: list[dict[str, Any]]) -> str:
         b = r[best]
         lines.append(
             f"| {r['model']} | {r['n']:,} x {r['d']} | {r['dtype']} | {best} | {_ratio(r['manual'], b)} "
-            f"| {_ratio(r['autograd'], b)} | {_ratio(r['exact'], b)} | {_ratio(r['manual'], r['numpy'])} "
-            f"| {_ratio(r['autograd'], r['torch'])} | {_ratio(r['manual'], r['floor'])} "
+            f"| {_ratio(r['autograd'], b)} | {_ratio(r['tape'], b)} | {_ratio(r['exact'], b)} "
+            f"| {_ratio(r['manual'], r['numpy'])} | {_ratio(r['autograd'], r['torch'])} "
+            f"| {_ratio(r['tape'], r['manual'])} | {_ratio(r['manual'], r['floor'])} "
             f"| {_ratio(r['autograd'], r['floor'])} | {r['agree']:.1e} |"
         )
     return "\n".join(lines)

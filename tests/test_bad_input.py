@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from sklearn.exceptions import NotFittedError
 
 from conftest import CUDA
 from gradtwin import data as datasets
+from gradtwin.autodiff import Tensor
 from gradtwin.cli import main
 from gradtwin.errors import DataError, DataTypeError, DivergedError, UsageError
 from gradtwin.estimators import GradientDescentClassifier, GradientDescentRegressor
@@ -511,6 +513,31 @@ CLI_CASES = [
         r"gradtwin train: error: argument --engine: invalid choice: 'jax' \(choose from .*manual.*\)$",
     ),
     Cli("unknown model", ["train", "--model", "quadratic"], 2, r"gradtwin: model must be one of .*; got 'quadratic'$"),
+    Cli(
+        "--nproc with a model whose batch norm couples the rows (charmlp)",
+        ["train", "--model", "charmlp", "--nproc", "2"],
+        2,
+        r"gradtwin: --nproc needs a loss that is a mean over rows; charmlp's batch norm takes its statistics over the "
+        r"whole batch, which a shard does not hold: train it in one process$",
+    ),
+    Cli(
+        "check --file with --engine tape",
+        ["check", "--file", "m.py", "--engine", "tape"],
+        2,
+        r"gradtwin: --engine tape checks a built-in model's twin \(--model\); a file is one twin$",
+    ),
+    Cli(
+        "--engine tape with a model file, which has no tape twin",
+        [
+            "train",
+            "--file",
+            str(Path(__file__).resolve().parents[1] / "examples" / "train_model.py"),
+            "--engine",
+            "tape",
+        ],
+        2,
+        r"gradtwin: engine 'tape' runs the models with a tape twin \(linear1d, .*, transformer\); got model '.+'$",
+    ),
     Cli("unknown model", ["check", "--model", "quadratic"], 2, r"gradtwin: model must be one of .*; got 'quadratic'$"),
     Cli(
         "a model file without manual_loss (compare, train)",
@@ -1077,6 +1104,39 @@ ESTIMATOR_CASES = [
     ),
 ]
 LIB_CASES += ESTIMATOR_CASES
+
+LIB_CASES += [
+    Lib(
+        "character indices that are not whole numbers in [0, V) (charmlp, transformer)",
+        lambda: get_model("charmlp").manual.loss(
+            get_model("charmlp").init_params(datasets.load_names()), np.full((2, 3), 0.5), np.zeros(2, dtype=np.int64)
+        ),
+        DataError,
+        r"charmlp: X must hold whole-number character indices in \[0, V\) with V = 27; got 0.5 at \(0, 0\)$",
+    ),
+    Lib(
+        "character indices that are not whole numbers in [0, V) (charmlp, transformer)",
+        lambda: get_model("transformer").autograd.loss(
+            {k: torch.as_tensor(v) for k, v in get_model("transformer").init_params(datasets.load_names(8)).items()},
+            torch.full((1, 8), 27.0),
+            torch.zeros(1, dtype=torch.int64),
+        ),
+        DataError,
+        r"transformer: X must hold whole-number character indices in \[0, V\) with V = 27; got 27.0 at \(0, 0\)$",
+    ),
+    Lib(
+        "an engine Tensor mixed with a torch tensor or a list in an op",
+        lambda: operator.add(Tensor(np.ones(2)), [1.0, 2.0]),
+        TypeError,
+        r"add: expected an engine Tensor, a NumPy array or a Python number; got list$",
+    ),
+    Lib(
+        "an engine Tensor mixed with a torch tensor or a list in an op",
+        lambda: Tensor(np.ones(2)) * torch.ones(2),
+        TypeError,
+        r"mul: expected an engine Tensor, a NumPy array or a Python number; got torch.Tensor$",
+    ),
+]
 
 EMBEDDING_ROW = "embedding indices out of range or not integers"
 CONV2D_ROW = "conv2d with a kernel larger than the padded input, X's channels not W's, or a bad stride or padding"

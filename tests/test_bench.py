@@ -48,9 +48,9 @@ def test_quick_bench_writes_every_table(tmp_path: Path) -> None:
     assert [(r[0], r[1]) for r in times] == cases and [(r[0], r[1]) for r in ratios] == cases
     jax = bench.load_jax() is not None
     for t, r in zip(times, ratios, strict=True):
-        floor, numpy, torch, jax_us, manual, autograd, exact = t[3:10]
+        floor, numpy, torch, jax_us, manual, autograd, tape, exact = t[3:11]
         assert _number(floor) > 0 and re.search(r"\((NumPy|torch)\.?", floor)
-        assert all(_number(c) > 0 for c in (numpy, torch, manual, autograd))
+        assert all(_number(c) > 0 for c in (numpy, torch, manual, autograd, tape))
         assert (jax_us != "-") == jax
         assert (exact != "-") == (t[0] == "linear")
         best = r[3]
@@ -58,9 +58,11 @@ def test_quick_bench_writes_every_table(tmp_path: Path) -> None:
         peer = {"numpy": numpy, "torch": torch, "jax": jax_us}[best]
         # each ratio is the quotient of the times in the first table (rounded as shown)
         assert _number(r[4]) == pytest.approx(_number(manual) / _number(peer), rel=0.02, abs=0.01)
-        assert _number(r[7]) == pytest.approx(_number(manual) / _number(numpy), rel=0.02, abs=0.01)
-        assert _number(r[8]) == pytest.approx(_number(autograd) / _number(torch), rel=0.02, abs=0.01)
-        assert (r[6] != "-") == (t[0] == "linear")
+        assert _number(r[6]) == pytest.approx(_number(tape) / _number(peer), rel=0.02, abs=0.01)
+        assert _number(r[8]) == pytest.approx(_number(manual) / _number(numpy), rel=0.02, abs=0.01)
+        assert _number(r[9]) == pytest.approx(_number(autograd) / _number(torch), rel=0.02, abs=0.01)
+        assert _number(r[10]) == pytest.approx(_number(tape) / _number(manual), rel=0.02, abs=0.01)
+        assert (r[7] != "-") == (t[0] == "linear")
     memory = _rows(text, "| model | engine |")
     assert [(m[0], m[1]) for m in memory] == [
         ("linear", "manual"),

@@ -205,7 +205,8 @@ def test_cli_points_and_seed_reach_the_file_check(tmp_path: Path, capsys: pytest
 def test_help_says_both_defaults() -> None:
     check = build_parser()._subparsers._group_actions[0].choices["check"]  # type: ignore[union-attr]
     text = " ".join(check.format_help().split())
-    assert "(default 200)" in text and f"(default {DEFAULT_POINTS})" in text and "sample_problem(rng)" in text
+    assert "(default 200, 20 for the models made of layers)" in text and f"(default {DEFAULT_POINTS})" in text
+    assert "sample_problem(rng)" in text
 
 
 FRAGILE = (

@@ -40,12 +40,26 @@ def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "compare", "--json", "--iterations", "300")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"manual", "autograd", "max_abs_diff", "least_squares"}
-    assert set(result["max_abs_diff"]) == {"w", "b", "loss"}
+    assert set(result) == {"manual", "tape", "autograd", "max_abs_diff", "tape_max_abs_diff", "least_squares"}
+    assert set(result["max_abs_diff"]) == set(result["tape_max_abs_diff"]) == {"w", "b", "loss"}
     assert set(result["least_squares"]) == {"w", "b"}
-    for twin in ("manual", "autograd"):
+    for twin in ("manual", "tape", "autograd"):
         assert result[twin]["params"]["w"] == pytest.approx(result["least_squares"]["w"], rel=1e-10)
     assert result["max_abs_diff"]["w"] < 1e-12
+    assert result["tape_max_abs_diff"]["w"] < 1e-12
+
+
+def test_compare_shows_three_twins_on_the_cpu_and_two_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    """The tape twin computes with NumPy: its column is in a cpu run, and a model without one (a file) has two."""
+    code, out, _ = run(capsys, "compare", "--iterations", "20")
+    assert code == 0
+    header = out.splitlines()[2]
+    assert header.split()[:6] == ["manual", "(NumPy)", "tape", "(gradtwin", "autodiff)", "autograd"]
+    assert "largest |tape - autograd|" in out
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "train_model.py")
+    code, out, _ = run(capsys, "compare", "--file", example, "--iterations", "2")  # your own model: two twins
+    assert code == 0
+    assert "tape" not in out and "autograd (PyTorch)" in out.splitlines()[2]
 
 
 def test_train_json_keys(capsys: pytest.CaptureFixture[str]) -> None:

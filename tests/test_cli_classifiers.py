@@ -23,8 +23,8 @@ def test_list_names_every_model_with_its_parameters(capsys: pytest.CaptureFixtur
 def test_compare_reports_each_twins_held_out_accuracy(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", "--model", name, "--iterations", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["test_accuracy"]) == {"manual", "autograd"}
-    assert out["test_accuracy"]["manual"] == out["test_accuracy"]["autograd"]
+    assert set(out["test_accuracy"]) == {"manual", "tape", "autograd"}
+    assert out["test_accuracy"]["manual"] == out["test_accuracy"]["tape"] == out["test_accuracy"]["autograd"]
     assert out["manual"]["lr"] == MODELS[name].default_lr
     assert "least_squares" not in out
 

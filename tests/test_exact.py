@@ -158,7 +158,7 @@ def test_exact_engine_refuses_models_it_cannot_solve() -> None:
     for other in others:
         with pytest.raises(UsageError, match="engine 'exact' needs a linear model with squared error"):
             make_engine("exact", other)
-    with pytest.raises(UsageError, match="engine must be one of manual, autograd, exact; got 'fast'"):
+    with pytest.raises(UsageError, match="engine must be one of manual, autograd, tape, exact; got 'fast'"):
         make_engine("fast", MODELS["mlp"])
     with pytest.raises(UsageError, match="full-batch"):
         linear = MODELS["linear"]

@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -218,3 +219,35 @@ def test_off_the_cpu_the_hand_side_runs_on_torch_tensors_there() -> None:
     want = {k: np.shape(v) for k, v in model.manual.backward(params, X, Y).items()}
     assert {k: tuple(v.shape) for k, v in out.items()} == want
     assert all(v.device.type == "meta" and v.dtype == torch.float32 for v in out.values())
+
+
+def test_explain_on_the_tape_prints_its_graph_beside_the_hand_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain --engine tape` (the README's command): the tape twin's steps held to autograd's, then its recorded
+    graph from the loss back, each tapped node next to the hand step of its name."""
+    assert main(["explain", "--model", "mlp", "--engine", "tape"]) == 0
+    out = capsys.readouterr().out
+    assert "hand = gradtwin's own autodiff (tape)" in out.splitlines()[0]
+    graph = out[out.index("the tape's graph of mlp") :].splitlines()
+    assert graph[1].split()[:3] == ["node", "op", "shape"]
+    assert graph[3].split()[:3] == ["#0", "mean", "()"]  # the loss first
+    named = {line.split("dL/d")[1].split(":")[0] for line in graph if "dL/d" in line}
+    assert named == {"Z2", "H", "Z1", "W1", "b1", "W2", "b2"}
+    assert all(line.endswith("agrees") for line in graph if "dL/d" in line)
+
+
+def test_explain_on_the_tape_catches_a_wrong_tape_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine whose tanh passes back half its gradient is pinned to dL/dZ1 (the step from H): it can fail."""
+    from gradtwin.autodiff import ops
+
+    real = ops.tanh
+
+    def half_tanh(a: Any) -> Any:
+        out = real(a)
+        back = out._backward
+        out._backward = lambda g: back(0.5 * g)
+        return out
+
+    monkeypatch.setattr(ops, "tanh", half_tanh)
+    explanation = explain("mlp", engine="tape")
+    assert not explanation.ok
+    assert next(s.name for s in explanation.steps if not s.ok) == "Z1"

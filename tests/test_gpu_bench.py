@@ -15,7 +15,6 @@ import torch
 
 from conftest import CLASSIFIERS, CUDA
 from gradtwin.models import MODELS
-from gradtwin.training import ENGINES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,8 +37,8 @@ def test_bench_runs_tiny_on_cpu_and_writes_its_table(tmp_path: Path) -> None:
     assert bench["main"](["--tiny", "--device", "cpu", "--out", str(tmp_path)]) == 0
     (table,) = tmp_path.glob("gpu_bench_*.md")
     rows = [line for line in table.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    for name in MODELS:
-        for engine in [e for e in ENGINES if throughput.applies(e, MODELS[name])]:
+    for name in bench["BENCHED_MODELS"]:
+        for engine in [e for e in bench["BENCHED_ENGINES"] if throughput.applies(e, MODELS[name])]:
             mine = [r for r in rows if r.startswith(f"| {name} | {engine} |")]
             assert mine, f"no row for {name} {engine}"
             assert all("failed" not in r and "memory" not in r for r in mine), mine

@@ -163,7 +163,7 @@ def test_check_command_moves_its_bar_per_point(recorder: type[Recorder], capsys:
 def test_train_and_compare_move_their_bars(recorder: type[Recorder], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--iterations", "300"]) == 0
     assert main(["compare", "--iterations", "300"]) == 0
-    assert [b.label for b in recorder.made] == ["manual", "manual", "autograd"]
+    assert [b.label for b in recorder.made] == ["manual", "manual", "tape", "autograd"]
     for bar in recorder.made:
         assert bar.total == 300 and sum(bar.updates) == 300 and len(bar.updates) >= 300 // 64
 

@@ -223,8 +223,8 @@ class GradientDescentRegressor(RegressorMixin, _GradientDescent):
     from coef = 0 and the intercept at the weighted mean of y, where the intercept's gradient is
     already zero on centred X. Parameters:
 
-    engine: 'manual' (hand-derived gradients), 'autograd' (PyTorch), or any name in
-        gradtwin.training.ENGINES.
+    engine: 'manual' (hand-derived gradients), 'autograd' (PyTorch), 'tape' (gradtwin's own autodiff),
+        or any name in gradtwin.training.ENGINES.
     lr: 'auto' (1/L, half the largest stable rate; see the module's docstring) or a number.
     max_iter: gradient steps (the iteration budget). target_loss: stop once the loss is at or below it.
     tol, n_iter_no_change: stop, converged, once n_iter_no_change epochs in a row each lower the

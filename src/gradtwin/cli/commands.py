@@ -16,7 +16,6 @@ import torch
 from gradtwin import validate
 from gradtwin.cli.files import check_target, shown
 from gradtwin.cli.output import print_json, write_history
-from gradtwin.cli.parser import BUILTIN_POINTS
 from gradtwin.cli.progress import progress_bar, wrote
 from gradtwin.cli.tables import classifier_table, compare_table, result_json, train_summary, twins_table
 from gradtwin.data import (
@@ -34,11 +33,11 @@ from gradtwin.errors import DivergedError, UsageError
 from gradtwin.model_file import from_file
 from gradtwin.models import MODELS, Model, configure, get_model
 from gradtwin.parity.compare import format_table, history_max_abs_diff, to_json, worst
-from gradtwin.parity.model_check import check_model
+from gradtwin.parity.model_check import check_model, tape_as_hand
 from gradtwin.parity.reference import least_squares
 from gradtwin.parity.userfile import DEFAULT_POINTS as FILE_POINTS
 from gradtwin.parity.userfile import check_file
-from gradtwin.training import TWINS, Engine, ExactEngine, TrainResult, distributed, make_engine, make_twin, train
+from gradtwin.training import THREE, TWINS, Engine, ExactEngine, TrainResult, distributed, make_engine, make_twin, train
 from gradtwin.training.exact import sweep
 from gradtwin.training.metrics import accuracy
 
@@ -175,6 +174,7 @@ def _launch(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
     if getattr(args, "engine", None) == "exact":
         raise UsageError(EXACT_IN_ONE_PROCESS)
     model = _model(args)
+    distributed.check_separable(model)
     data = load_data(args, model)  # a data error is reported once, here, not by every process
     distributed.check_rows(data.n, args.nproc)
     device = resolve_device(args.device, args.dtype)
@@ -203,38 +203,35 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
     preflight(args, [args.plot])
     data = load_data(args, model)
     results = []
-    for name in TWINS:
+    for name in compared_twins(args, model):
         update, bar = _progress(args.iterations, name)
         with bar:
             results.append(_run(args, name, data, model, update))
-    manual, autograd = results
     if distributed.rank() != 0:
         return _exit_for(results)  # process 0 reports for all
-    diffs = history_max_abs_diff(manual.history, autograd.history)
+    manual, autograd = results[0], results[-1]
+    diffs = {f"{r.engine} - autograd": history_max_abs_diff(r.history, autograd.history) for r in results[:-1]}
     if args.plot:
         from gradtwin.cli.plots import plot_compare
 
         plot_compare(manual, autograd, args.plot, force=args.force, loss_name=model.loss_name)
     written = [("plot", args.plot)] if args.plot else []
+    runs_json = {r.engine: result_json(r, model, data) for r in results}
+    diffs_json = {"max_abs_diff": diffs["manual - autograd"]} | (
+        {"tape_max_abs_diff": diffs["tape - autograd"]} if "tape - autograd" in diffs else {}
+    )
     if model.task == "classification":
         scores = _accuracies(args, model, results, data)
         if args.json:
-            print_json(
-                {
-                    "manual": result_json(manual, model, data),
-                    "autograd": result_json(autograd, model, data),
-                    "max_abs_diff": diffs,
-                }
-                | scores
-            )
+            print_json(runs_json | diffs_json | scores)
         else:
-            print(classifier_table(manual, autograd, diffs, scores, data, model))
+            print(classifier_table(results, diffs, scores, data, model))
         return _exit_for(results, written)
     if model.family == "file":  # your own model: no reference answer is known, the twins alone
         if args.json:
-            print_json({"manual": result_json(manual), "autograd": result_json(autograd), "max_abs_diff": diffs})
+            print_json({r.engine: result_json(r) for r in results} | diffs_json)
         else:
-            print(twins_table(manual, autograd, diffs, data, model.options["start"]))
+            print(twins_table(results, diffs, data, model.options["start"]))
         return _exit_for(results, written)
     try:
         lsq = least_squares(data)
@@ -243,17 +240,21 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str] | None = None) -> 
         lsq = {name: np.full(np.shape(v), np.nan) for name, v in manual.params.items()}
         lsq_loss = math.nan
     if args.json:
-        print_json(
-            {
-                "manual": result_json(manual, model, data),
-                "autograd": result_json(autograd, model, data),
-                "max_abs_diff": diffs,
-                "least_squares": {k: v.tolist() for k, v in lsq.items()},
-            }
-        )
+        print_json(runs_json | diffs_json | {"least_squares": {k: v.tolist() for k, v in lsq.items()}})
     else:
-        print(compare_table(manual, autograd, diffs, lsq, lsq_loss, data, model))
+        print(compare_table(results, diffs, lsq, lsq_loss, data, model))
     return _exit_for(results, written)
+
+
+def compared_twins(args: argparse.Namespace, model: Model) -> tuple[str, ...]:
+    """manual, tape, autograd where the model has a tape twin and the run is on the cpu; else manual, autograd.
+
+    The tape twin computes with NumPy in one process, so a run on a GPU or in several processes
+    compares the other two.
+    """
+    on_cpu = resolve_device(args.device, args.dtype).type == "cpu"
+    one_process = getattr(args, "nproc", 1) == 1 and distributed.world_size() == 1
+    return THREE if model.tape is not None and on_cpu and one_process else TWINS
 
 
 def _accuracies(
@@ -275,6 +276,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{model.name}: {model.description}")
         print(f"  parameters: {shapes}")
         print(f"  default data: {data.name} ({data.n} rows{held}); {model.task}")
+        print(f"  twins: manual, autograd{', tape' if model.tape is not None else ''}")
         print(f"  defaults: lr={model.default_lr:g}, iterations={model.default_iterations}{options}")
     return 0
 
@@ -314,20 +316,34 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str] | None = None) -> in
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.file is not None:
+        if args.engine != "manual":
+            raise UsageError(f"--engine {args.engine} checks a built-in model's twin (--model); a file is one twin")
         return _check_file(args)
-    if args.points is None:
-        args.points = BUILTIN_POINTS
     if args.dtype in ("float16", "bfloat16"):
         raise UsageError(
             f"--dtype {args.dtype} checks your own file (--file); the built-in models run in float32 or float64"
         )
     names = list(MODELS) if args.model == "all" else [get_model(args.model).name]
+    if args.engine == "tape":
+        names = [n for n in names if MODELS[n].tape is not None or args.model != "all"]
+        hand = {n: tape_as_hand(MODELS[n]) for n in names}  # a model without a tape twin: one line, here
     preflight(args)
     checks = []
-    with progress_bar(args.points * len(names), "check", unit="point") as bar:
+    points = {n: MODELS[n].check_points if args.points is None else args.points for n in names}
+    with progress_bar(sum(points.values()), "check", unit="point") as bar:
         for name in names:
             bar.set_description(f"check {name}", refresh=False)
-            checked = check_model(MODELS[name], args.points, args.dtype, args.device, args.seed, progress=bar.update)
+            twin = hand[name] if args.engine == "tape" else None
+            checked = check_model(
+                MODELS[name],
+                points[name],
+                args.dtype,
+                args.device,
+                args.seed,
+                twin,
+                label=args.engine,
+                progress=bar.update,
+            )
             found = worst(checked)
             for c in found:
                 c.comparison = f"{name}: {c.comparison}" if len(names) > 1 else c.comparison
@@ -335,7 +351,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(checks))
     else:
-        print(f"gradient parity at {args.points} random points per model, {args.dtype} on {args.device}")
+        which = "" if args.engine == "manual" else f" of the {args.engine} twin"
+        counts = sorted(set(points.values()), reverse=True)
+        at = f"{counts[0]}" if len(counts) == 1 else " or ".join(str(c) for c in counts)
+        print(f"gradient parity{which} at {at} random points per model, {args.dtype} on {args.device}")
         print(format_table(checks))
         for c in checks:
             if not c.ok:
@@ -405,7 +424,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith((".png", ".svg")):
         raise UsageError(f"--plot must name a .png or .svg file; got {args.plot!r}")
     preflight(args, [args.plot])
-    explanation = explain(get_model(args.model), args.seed, args.dtype, args.device, args.rows)
+    explanation = explain(get_model(args.model), args.seed, args.dtype, args.device, args.rows, args.engine)
     if args.plot:
         from gradtwin.cli.plots import plot_explain
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from gradtwin.data import BUNDLED
-from gradtwin.models import MODELS
+from gradtwin.models import CHECK_POINTS, LAYERED_CHECK_POINTS, MODELS
 from gradtwin.parity.userfile import DEFAULT_POINTS as FILE_POINTS
 from gradtwin.steps.explain import ROWS as EXPLAIN_ROWS
 from gradtwin.training import ENGINES
@@ -99,9 +99,6 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-BUILTIN_POINTS = 200  # check --model: random points per model
-
-
 def _add_run_options(p: argparse.ArgumentParser, iterations: int = 300) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", default="linear1d", help=f"one of {', '.join(MODELS)} (default linear1d)")
@@ -161,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradtwin", description="Gradient descent built twice: by hand and by autograd.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    compare = sub.add_parser("compare", help="train both twins from the same start and compare them step by step")
+    compare = sub.add_parser(
+        "compare",
+        help="train the twins (manual, tape where the model has one, autograd) from the same start, step by step",
+    )
     _add_run_options(compare)
     compare.add_argument("--plot", metavar="FILE.png", help="draw both loss curves and their difference")
 
@@ -170,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default="manual",
-        help="manual: hand-derived gradients; autograd: PyTorch's; exact: the closed form (linear models) "
-        "(default manual)",
+        help="manual: hand-derived gradients; autograd: PyTorch's; tape: gradtwin's own reverse-mode autodiff "
+        "(NumPy, cpu); exact: the closed form (linear models) (default manual)",
     )
     _add_run_options(tr)
     tr.add_argument("--history", metavar="FILE.csv", help="write the recorded history as CSV")
@@ -210,12 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--allow-kinks", action="store_true", help="with --file: accept differing subgradients at kinks")
     check.add_argument(
+        "--engine",
+        choices=("manual", "tape"),
+        default="manual",
+        help="with --model: the twin checked against autograd and finite differences: manual (hand-derived) or "
+        "tape (gradtwin's own autodiff) (default manual)",
+    )
+    check.add_argument(
         "--points",
         type=positive_int,
         default=None,
         metavar="N",
-        help=f"random data sets and parameters per model (default {BUILTIN_POINTS}); with --file, make_problem()'s "
-        f"point and N-1 around it or from sample_problem(rng) (default {FILE_POINTS})",
+        help=f"random data sets and parameters per model (default {CHECK_POINTS}, {LAYERED_CHECK_POINTS} for the "
+        f"models made of layers); with --file, make_problem()'s point and N-1 around it or from "
+        f"sample_problem(rng) (default {FILE_POINTS})",
     )
     check.add_argument(
         "--dtype",
@@ -255,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="precision of both backward passes, held against float64 on the cpu (default float64)",
     )
     ex.add_argument("--device", default="cpu", help="where both backward passes run: cpu, cuda, cuda:N or mps")
+    ex.add_argument(
+        "--engine",
+        choices=("manual", "tape"),
+        default="manual",
+        help="the side held to autograd: manual (the hand derivation) or tape (gradtwin's own autodiff, which "
+        "also prints its recorded graph) (default manual)",
+    )
     ex.add_argument("--json", action="store_true", help="print the steps as JSON instead of a table")
     ex.add_argument(
         "--plot", metavar="FILE.png|FILE.svg", help="draw the steps as a chain, each box coloured by error/tolerance"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -132,54 +133,81 @@ def fmt(v: Any, digits: int = 10) -> str:
     return "[" + ", ".join(fmt(x, 6) for x in arr.ravel()) + "]"
 
 
+def _heading(r: TrainResult) -> str:
+    """A twin's column heading: how it gets its gradients, and in which arrays."""
+    if r.engine == "manual":
+        return f"manual ({'NumPy' if r.extra.get('array') == 'numpy' else 'torch, no autograd'})"
+    return {"tape": "tape (gradtwin autodiff)", "autograd": "autograd (PyTorch)"}.get(r.engine, r.engine)
+
+
+def _grid(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as left-aligned columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _run_rows(runs: Sequence[TrainResult], pad: int = 0) -> list[list[str]]:
+    """The iterations, stop reason and time per iteration of each run, `pad` empty cells after them."""
+    tail = [""] * pad
+    return [
+        ["iterations", *(str(r.iterations) for r in runs), *tail],
+        ["stop reason", *(r.stop_reason for r in runs), *tail],
+        ["time / iteration", *(time_text(r.seconds_per_iteration) for r in runs), *tail],
+    ]
+
+
+def _diff_lines(runs: Sequence[TrainResult], diffs: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """'largest |a - b| over the whole run' for each pair of twins compared."""
+    lines = [""]
+    for pair, values in diffs.items():
+        lines += [
+            f"largest |{pair}| over the whole run ({runs[0].history.iteration.size} recorded iterations):",
+            "  " + ", ".join(f"{k} {fmt(v, 3)}" for k, v in values.items()),
+        ]
+    return lines
+
+
 def classifier_table(
-    m: TrainResult,
-    a: TrainResult,
-    diffs: dict[str, float],
+    runs: Sequence[TrainResult],
+    diffs: Mapping[str, Mapping[str, float]],
     scores: dict[str, dict[str, float]],
     data: Dataset,
     model: Model | None = None,
 ) -> str:
-    """The classifier twins side by side: loss, accuracies, iterations, then their largest difference."""
+    """The classifier twins side by side (manual first, autograd last): loss, accuracies, iterations, then
+    the largest difference of each pair in `diffs` ("manual - autograd": {name: value})."""
+    m, a = runs[0], runs[-1]
     held_out = f", {data.test.n} held out" if data.test is not None else ", nothing held out"
     lines = [
         f"{m.model} on {data.name}: n={data.n} training rows{held_out}, {data.x_name}; "
         f"{m.dtype} on {a.device}; lr={m.lr:g}",
         "",
     ]
-    rows: list[tuple[str, str, str]] = [("", "manual (NumPy)", "autograd (PyTorch)")]
-    rows.append(("loss", f"{m.loss:.10g}", f"{a.loss:.10g}"))
+    rows: list[list[str]] = [["", *(_heading(r) for r in runs)], ["loss", *(f"{r.loss:.10g}" for r in runs)]]
     for key, label in (("train_accuracy", "training accuracy"), ("test_accuracy", "held-out accuracy")):
         if key in scores:
-            rows.append((label, f"{scores[key]['manual']:.2%}", f"{scores[key]['autograd']:.2%}"))
-    rows.append(("iterations", str(m.iterations), str(a.iterations)))
-    rows.append(("stop reason", m.stop_reason, a.stop_reason))
-    rows.append(("time / iteration", time_text(m.seconds_per_iteration), time_text(a.seconds_per_iteration)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+            rows.append([label, *(f"{scores[key][r.engine]:.2%}" for r in runs)])
+    lines += _grid(rows + _run_rows(runs))
     shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in m.params.items())
     own = "; --json prints them, also in the data's own units" if data.x_mean is not None else ""
     lines.append(f"parameters {shapes}: for {units(data)}{own}")
     lines += _classes_line(data)
-    lines += [
-        "",
-        f"largest |manual - autograd| over the whole run ({m.history.iteration.size} recorded iterations):",
-        "  " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()),
-    ]
-    lines += [f"{r.engine}: {r.message}" for r in (m, a) if r.message]
+    lines += _diff_lines(runs, diffs)
+    lines += [f"{r.engine}: {r.message}" for r in runs if r.message]
     return "\n".join(lines)
 
 
 def compare_table(
-    m: TrainResult,
-    a: TrainResult,
-    diffs: dict[str, float],
+    runs: Sequence[TrainResult],
+    diffs: Mapping[str, Mapping[str, float]],
     lsq: dict[str, np.ndarray],
     lsq_loss: float,
     data: Dataset,
     model: Model | None = None,
 ) -> str:
-    """The regression twins side by side with least squares, then their largest difference."""
+    """The regression twins side by side (manual first, autograd last) with least squares, then the
+    largest difference of each pair in `diffs`."""
+    m, a = runs[0], runs[-1]
     x_desc = f"{data.x_name}{' (standardized)' if data.standardized else ''}"
     start = (
         "zeros"
@@ -191,27 +219,15 @@ def compare_table(
         f"{m.dtype} on {a.device}; lr={m.lr:g}; start: {start}",
         "",
     ]
-    arrays = "NumPy" if m.extra.get("array") == "numpy" else "torch, no autograd"
-    rows: list[tuple[str, str, str, str]] = [("", f"manual ({arrays})", "autograd (PyTorch)", "least squares")]
+    rows: list[list[str]] = [["", *(_heading(r) for r in runs), "least squares"]]
     for name in m.params:
-        rows.append((name, fmt(m.params[name]), fmt(a.params[name]), fmt(lsq.get(name, np.nan))))
-    rows.append(("loss", fmt(m.loss), fmt(a.loss), fmt(lsq_loss)))
-    rows.append(("iterations", str(m.iterations), str(a.iterations), ""))
-    rows.append(("stop reason", m.stop_reason, a.stop_reason, ""))
-    rows.append(("time / iteration", time_text(m.seconds_per_iteration), time_text(a.seconds_per_iteration), ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        rows.append([name, *(fmt(r.params[name]) for r in runs), fmt(lsq.get(name, np.nan))])
+    rows.append(["loss", *(fmt(r.loss) for r in runs), fmt(lsq_loss)])
+    lines += _grid(rows + _run_rows(runs, pad=1))
     lines.append(_units_line(m, model, data))
-    rec = m.history.iteration.size
-    lines += [
-        "",
-        f"largest |manual - autograd| over the whole run ({rec} recorded iterations):",
-        "  " + ", ".join(f"{k} {fmt(v, 3)}" for k, v in diffs.items()),
-    ]
+    lines += _diff_lines(runs, diffs)
     lines += exact_hint(m)
-    for r in (m, a):
-        if r.message:
-            lines.append(f"{r.engine}: {r.message}")
+    lines += [f"{r.engine}: {r.message}" for r in runs if r.message]
     return "\n".join(lines)
 
 
@@ -232,31 +248,25 @@ def time_text(seconds: float) -> str:
     return f"{seconds * 1e6:.3g} us" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms"
 
 
-def twins_table(m: TrainResult, a: TrainResult, diffs: dict[str, float], data: Dataset, start: str) -> str:
+def twins_table(
+    runs: Sequence[TrainResult], diffs: Mapping[str, Mapping[str, float]], data: Dataset, start: str
+) -> str:
     """Your own model's twins side by side (no reference answer is known for it), then their largest difference.
 
     A parameter of few numbers is shown in full, a larger one by its shape and norm.
     """
+    m, a = runs[0], runs[-1]
     lines = [
         f"{m.model} on {data.name}: n={data.n}; {m.dtype} on {a.device}; lr={m.lr:g}; start: {start}",
         "",
     ]
-    arrays = "NumPy" if m.extra.get("array") == "numpy" else "torch, no autograd"
-    rows: list[tuple[str, str, str]] = [("", f"manual ({arrays})", "autograd (PyTorch)")]
+    rows: list[list[str]] = [["", *(_heading(r) for r in runs)]]
     for name in m.params:
-        rows.append((name, _shown(m.params[name]), _shown(a.params[name])))
-    rows.append(("loss", fmt(m.loss), fmt(a.loss)))
-    rows.append(("iterations", str(m.iterations), str(a.iterations)))
-    rows.append(("stop reason", m.stop_reason, a.stop_reason))
-    rows.append(("time / iteration", time_text(m.seconds_per_iteration), time_text(a.seconds_per_iteration)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += [
-        "",
-        f"largest |manual - autograd| over the whole run ({m.history.iteration.size} recorded iterations):",
-        "  " + ", ".join(f"{k} {fmt(v, 3)}" for k, v in diffs.items()),
-    ]
-    lines += [f"{r.engine}: {r.message}" for r in (m, a) if r.message]
+        rows.append([name, *(_shown(r.params[name]) for r in runs)])
+    rows.append(["loss", *(fmt(r.loss) for r in runs)])
+    lines += _grid(rows + _run_rows(runs))
+    lines += _diff_lines(runs, diffs)
+    lines += [f"{r.engine}: {r.message}" for r in runs if r.message]
     return "\n".join(lines)
 
 

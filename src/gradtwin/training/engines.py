@@ -15,10 +15,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gradtwin.autodiff import Tensor, no_grad
 from gradtwin.autograd.backward import loss_and_gradients
 from gradtwin.devices import numpy_dtype, resolve_device, torch_dtype
 from gradtwin.errors import UsageError
 from gradtwin.models import Model
+from gradtwin.tape.backward import loss_and_gradients as tape_loss_and_gradients
 from gradtwin.training.fused import fused
 
 Arrays = dict[str, Any]
@@ -197,6 +199,40 @@ class AutogradEngine(Engine):
 
     def bind(self, params: Arrays, X: Any, Y: Any, weight: Any = None) -> Gradients:
         return _Leaves(self, params, X, Y, weight)
+
+
+class TapeEngine(Engine):
+    """The third twin: NumPy arrays on the cpu, gradients by gradtwin's own reverse mode (`gradtwin.autodiff`)."""
+
+    name = "tape"
+
+    def __init__(self, model: Model, dtype: str = "float64", device: str = "cpu") -> None:
+        super().__init__(model, dtype, device)
+        if model.tape is None:
+            have = ", ".join(m.name for m in _models().values() if m.tape is not None)
+            raise UsageError(f"engine 'tape' runs the models with a tape twin ({have}); got model {model.name!r}")
+        if self.device.type != "cpu":
+            raise UsageError(f"engine 'tape' computes with NumPy on the cpu; got device {str(self.device)!r}")
+        self.use_torch = False
+        self.tape = model.tape
+
+    def loss(self, params: Arrays, X: Any, Y: Any, weight: Any = None) -> Any:
+        with no_grad():
+            return self.tape.loss({k: Tensor(v) for k, v in params.items()}, X, Y, **_weighted(weight)).data
+
+    def loss_and_gradients(self, params: Arrays, X: Any, Y: Any, weight: Any = None) -> tuple[Any, Arrays]:
+        return tape_loss_and_gradients(functools.partial(self.tape.loss, **_weighted(weight)), params, X, Y)
+
+    def predict(self, params: Arrays, X: Any) -> Any:
+        with no_grad():
+            out = self.tape.predict({k: Tensor(v) for k, v in params.items()}, X)
+        return out.data if isinstance(out, Tensor) else np.asarray(out)
+
+
+def _models() -> dict[str, Model]:
+    from gradtwin.models import MODELS
+
+    return MODELS
 
 
 def _is_labels(values: Any) -> bool:
