@@ -36,8 +36,9 @@ WORLD = 2
 WEIGHTS = (0.3, 0.7)  # uneven shards
 ITERATIONS = 12
 BATCH = 64
-# charmlp is refused: its batch norm couples the rows, so shards cannot sum to the batch
-CASES = [(m, e, b) for m in MODELS if MODELS[m].rows_independent for e in ("manual", "autograd") for b in (None, BATCH)]
+# the tabular models: charmlp is refused (its batch norm couples the rows), and the drift bound of cnn and
+# transformer, from scales derived per row at every step, takes minutes on their default data
+CASES = [(m, e, b) for m in MODELS if MODELS[m].scales == "hand" for e in ("manual", "autograd") for b in (None, BATCH)]
 SCRIPT = str(Path(__file__).resolve())
 
 
