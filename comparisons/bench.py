@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradtwin.cli.files import atomic_write_text
+from gradtwin.cli.files import atomic_write_text, check_target
 from gradtwin.cli.progress import progress_bar
 from gradtwin.data import Dataset
 from gradtwin.devices import cpu_name
@@ -537,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown or not models:
         parser.error(f"--models must name some of {', '.join(MODEL_NAMES)}; got {args.models!r}")
+    check_target(args.out, force=args.force)  # before minutes of measuring, not after
     sizes = QUICK_SIZES if args.quick else SIZES
     dtypes = ["float64"] if args.quick else ["float64", "float32"]
     jax = load_jax()

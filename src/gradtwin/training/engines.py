@@ -19,7 +19,7 @@ from gradtwin.autodiff import Tensor, no_grad
 from gradtwin.autograd.backward import loss_and_gradients
 from gradtwin.devices import numpy_dtype, resolve_device, torch_dtype
 from gradtwin.errors import UsageError
-from gradtwin.models import Model
+from gradtwin.models import MODELS, Model
 from gradtwin.tape.backward import loss_and_gradients as tape_loss_and_gradients
 from gradtwin.training.fused import fused
 
@@ -209,7 +209,7 @@ class TapeEngine(Engine):
     def __init__(self, model: Model, dtype: str = "float64", device: str = "cpu") -> None:
         super().__init__(model, dtype, device)
         if model.tape is None:
-            have = ", ".join(m.name for m in _models().values() if m.tape is not None)
+            have = ", ".join(m.name for m in MODELS.values() if m.tape is not None)
             raise UsageError(f"engine 'tape' runs the models with a tape twin ({have}); got model {model.name!r}")
         if self.device.type != "cpu":
             raise UsageError(f"engine 'tape' computes with NumPy on the cpu; got device {str(self.device)!r}")
@@ -227,12 +227,6 @@ class TapeEngine(Engine):
         with no_grad():
             out = self.tape.predict({k: Tensor(v) for k, v in params.items()}, X)
         return out.data if isinstance(out, Tensor) else np.asarray(out)
-
-
-def _models() -> dict[str, Model]:
-    from gradtwin.models import MODELS
-
-    return MODELS
 
 
 def _is_labels(values: Any) -> bool:
