@@ -184,12 +184,15 @@ def test_every_class_count_from_2_to_10(name: str, k: int, dtype: str) -> None:
 def test_row_reductions_by_columns_and_by_numpy_agree(
     columns: int, dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The head reduces rows column by column up to COLUMNS classes, with NumPy's reduce above: both agree."""
+    """The head reduces rows (and scales them) column by column up to COLUMNS (BY_COLUMNS) classes, by NumPy's
+    reduce (broadcast) above: both agree."""
     monkeypatch.setattr(fused_module, "COLUMNS", columns)
-    model, params, data = _problem("softmax", 7, 40, 3, 5, 4, 0.0, 0.0, weighted=False)
-    fused = _fused(model, params, data, dtype)
-    _split(fused, 3)
-    assert not _mismatches(model, fused, params, data, dtype)
+    monkeypatch.setattr(fused_module, "BY_COLUMNS", columns)
+    for weighted in (False, True):
+        model, params, data = _problem("softmax", 7, 40, 3, 5, 4, 0.0, 0.0, weighted=weighted)
+        fused = _fused(model, params, data, dtype)
+        _split(fused, 3)
+        assert not _mismatches(model, fused, params, data, dtype)
     Z = np.random.default_rng(1).standard_normal((9, 5)).astype(dtype)
     out = np.empty(9, dtype=dtype)
     fused_module._row_reduce(np.maximum, Z, out)

@@ -7,8 +7,8 @@ memory once and allocates nothing of size n. Means are taken by dividing the (d,
 n (or by the weights' total) instead of each of the n terms. Each sum adds the same terms as
 `gradients`, grouped differently, with the same stable formulas (softplus as
 max(t, 0) + log1p(e^-|t|), log-sum-exp after subtracting the row's largest logit), so the two
-differ only by rounding. The gradient arrays returned are buffers that the next call
-overwrites; the update itself is the engines' one `update`.
+differ only by rounding. The gradient arrays returned are buffers that the next call overwrites; the
+update itself is the engines' one `update`.
 """
 
 from __future__ import annotations
@@ -36,25 +36,134 @@ def _blocks(n: int, rows: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + rows)) for s in range(0, n, rows)]
 
 
-class FusedLinear:
-    """`loss_and_gradients()` of pred = X @ w + b, X (n, d), unweighted, at the caller's current w and b."""
+class _Gradient:
+    """One gradient summed over row blocks: the total, and a spare buffer for each block's part.
+
+    `ones` (rows,) turns a column sum into a product, ones @ G: NumPy's sum over the rows of an
+    (m, k) block is 5 to 15 times slower. With `transposed`, a product a @ b is formed as
+    (b.T @ a.T).T, which OpenBLAS does faster for X_blk.T @ dA (d, h) (measured: 0.6 to 0.8 of the time).
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, ones: np.ndarray, transposed: bool = False) -> None:
+        self.total = np.empty(shape, dtype=dtype)
+        self.part = np.empty(shape[::-1] if transposed else shape, dtype=dtype)
+        self.ones = ones
+        self.transposed = transposed
+
+    def zero(self) -> None:
+        self.total[...] = 0
+
+    def add_product(self, a: np.ndarray, b: np.ndarray) -> None:
+        """total += a @ b, through the spare buffer: no allocation."""
+        if self.transposed:
+            np.matmul(b.T, a.T, out=self.part)
+            self.total += self.part.T
+        else:
+            np.matmul(a, b, out=self.part)
+            self.total += self.part
+
+    def add_column_sums(self, G: np.ndarray) -> None:
+        """total += sum_i G_i.   Shapes::  G (m, k) -> (k,), or G (m,) -> ()"""
+        if G.ndim == 1:
+            np.sum(G, out=self.part)
+        else:
+            np.matmul(self.ones[: G.shape[0]], G, out=self.part)
+        self.total += self.part
+
+
+class _Rows:
+    """What every fused path shares: the data, its row blocks, the mean's denominator and the biases' tiles.
+
+    A subclass allocates its buffers and `self.grads` (a `_Gradient` by parameter name) once and
+    gives `_walk(gradient)`, which walks every block into them and returns the loss total.
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any, width: int) -> None:
+        self.params = params  # the caller's arrays, read at every call
+        self.X, self.Y, self.weight = X, Y, weight
+        self.dtype = X.dtype
+        self.n = X.shape[0]
+        self.rows = _block_rows(self.n, width, X.itemsize)
+        self.blocks = _blocks(self.n, self.rows)
+        # 1/n * sum_i, or sum_i v_i (...) / sum_i v_i: the denominator, in the data's dtype, as the twins sum it
+        self.denominator = self.dtype.type(self.n) if weight is None else np.sum(weight)
+        self.grads: dict[str, _Gradient] = {}  # each parameter's gradient sum, set by the subclass
+        self.ones = np.ones(self.rows, dtype=self.dtype)  # (rows,) for column sums as products
+        self.tiles: dict[str, np.ndarray] = {}  # bias name -> (rows, k) copies of it, refilled every sweep
+
+    def buffer(self, *shape: int) -> np.ndarray:
+        return np.empty((self.rows, *shape), dtype=self.dtype)
+
+    def gradient(self, *shape: int, transposed: bool = False) -> _Gradient:
+        return _Gradient(shape, self.dtype, self.ones, transposed)
+
+    def tile(self, *names: str) -> None:
+        """Add these (k,) biases from a copy in every row, made once a sweep, where there are several blocks.
+
+        Adding b to each short row of an (m, k) block is 3 to 7 times slower than adding an (m, k) array.
+        """
+        if len(self.blocks) > 1:
+            self.tiles = {name: self.buffer(*self.params[name].shape) for name in names}
+
+    def add_bias(self, Z: np.ndarray, name: str) -> None:
+        """Z += b, b = params[name].   Shapes::  Z (m, k), b (k,)"""
+        tile = self.tiles.get(name)
+        if tile is None:
+            Z += self.params[name]
+        else:
+            np.add(Z, tile[: Z.shape[0]], out=Z)
+
+    def mean(self, total: float) -> Any:
+        """A loss total over all rows as the mean, () in the data's dtype."""
+        return self.dtype.type(total / float(self.denominator))
+
+    def weighted_sum(self, terms: np.ndarray, s: int, e: int) -> float:
+        """sum_i terms_i over rows s..e, or sum_i v_i terms_i."""
+        return float(terms.sum() if self.weight is None else np.dot(self.weight[s:e], terms))
+
+    def _walk(self, gradient: bool) -> float:
+        raise NotImplementedError  # every fused path gives its own
+
+    def _sweep(self, gradient: bool) -> float:
+        """The loss total over all rows; with `gradient`, each gradient's sum in `self.grads`."""
+        for name, tile in self.tiles.items():
+            np.copyto(tile, self.params[name])  # b in every row, for every block of this sweep
+        return self._walk(gradient)
+
+    def loss(self) -> Any:
+        """L, () in the data's dtype."""
+        return self.mean(self._sweep(gradient=False))
+
+    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
+        """L, and dL/dp for every parameter p, in buffers the next call overwrites."""
+        total = self._sweep(gradient=True)
+        grads = self.grads
+        for grad in grads.values():
+            grad.total /= self.denominator
+        return self.mean(total), {name: grad.total for name, grad in grads.items()}
+
+
+class FusedLinear(_Rows):
+    """`loss_and_gradients()` of pred = X @ w + b, X (n, d), unweighted, at the caller's current w and b.
+
+    Per block:: r = X_blk w + b - Y_blk ;  L += sum r^2 ;  dw += X_blk.T @ r ;  db += sum r
+                then L /= n, and dw, db times 2/n
+    """
 
     def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
-        self.params = params  # the caller's arrays, read at every call
-        self.X, self.Y = X, Y
-        n, d = X.shape
-        self.n = n
-        rows = _block_rows(n, d, X.itemsize)
-        self.blocks = _blocks(n, rows)
-        self.residual = np.empty(rows, dtype=X.dtype)  # (rows,) one block's residual
-        self.dw = np.empty(d, dtype=X.dtype)  # (d,)
-        self.dw_blk = np.empty(d, dtype=X.dtype)  # (d,)
-        self.two_over_n = X.dtype.type(2.0 / n)
+        super().__init__(params, X, Y, None, width=X.shape[1])
+        self.two_over_n = self.dtype.type(2.0 / self.n)
+        self.grads = {"w": self.gradient(X.shape[1]), "b": self.gradient()}
+        self.residual = self.buffer()  # (rows,) one block's residual
 
-    def _sweep(self, gradient: bool) -> tuple[Any, Any]:
-        """(sum r_i^2, sum r_i) over all rows; with `gradient`, self.dw = X.T @ r as well."""
+    def _walk(self, gradient: bool) -> float:
+        """sum r_i^2 over all rows; with `gradient`, X.T @ r and sum_i r_i into self.grads."""
         w, b = self.params["w"], self.params["b"]
-        squares, total = 0.0, 0.0
+        dw, db = self.grads["w"], self.grads["b"]
+        if gradient:
+            dw.zero()
+            db.zero()
+        squares = 0.0
         for s, e in self.blocks:
             r = self.residual[: e - s]  # (rows,) a view: no allocation
             X_blk = self.X[s:e]  # (rows, d)
@@ -62,44 +171,18 @@ class FusedLinear:
             r += b
             r -= self.Y[s:e]
             if gradient:
-                np.matmul(r, X_blk, out=self.dw if s == 0 else self.dw_blk)  # X_blk is still in cache
-                if s:
-                    self.dw += self.dw_blk
-            squares += np.dot(r, r)
-            total += r.sum()
-        return squares, total
-
-    def loss(self) -> Any:
-        """L = 1/n * sum_i r_i^2, () in the data's dtype."""
-        squares, _ = self._sweep(gradient=False)
-        return squares / self.n
+                dw.add_product(r, X_blk)  # X_blk is still in cache
+                db.add_column_sums(r)
+            squares += float(np.dot(r, r))
+        return squares
 
     def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
-        """L, and dL/dw = 2/n * X.T @ r, dL/db = 2/n * sum_i r_i (the second a fresh 0-d array)."""
-        squares, total = self._sweep(gradient=True)
-        self.dw *= self.two_over_n  # (d,)
-        return squares / self.n, {"w": self.dw, "b": np.asarray(total * self.two_over_n)}
-
-
-class _Gradient:
-    """One gradient summed over row blocks: the total, and a spare buffer for each block's part."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.total = np.empty(shape, dtype=dtype)
-        self.part = np.empty(shape, dtype=dtype)
-
-    def zero(self) -> None:
-        self.total[...] = 0
-
-    def add_product(self, a: np.ndarray, b: np.ndarray) -> None:
-        """total += a @ b, through the spare buffer: no allocation."""
-        np.matmul(a, b, out=self.part)
-        self.total += self.part
-
-    def add_column_sums(self, G: np.ndarray) -> None:
-        """total += sum_i G_i.   Shapes::  G (rows, k) -> (k,)"""
-        np.sum(G, axis=0, out=self.part)
-        self.total += self.part
+        """L = 1/n * sum_i r_i^2, dL/dw = 2/n * X.T @ r (d,), dL/db = 2/n * sum_i r_i ()."""
+        squares = self._sweep(gradient=True)
+        grads = self.grads
+        for grad in grads.values():
+            grad.total *= self.two_over_n
+        return self.mean(squares), {name: grad.total for name, grad in grads.items()}
 
 
 def _sigmoid_into(t: np.ndarray, e: np.ndarray, out: np.ndarray, mask: np.ndarray) -> None:
@@ -119,31 +202,6 @@ def _exp_neg_abs(t: np.ndarray, out: np.ndarray) -> None:
     np.abs(t, out=out)
     np.negative(out, out=out)
     np.exp(out, out=out)
-
-
-class _Rows:
-    """What every fused classifier shares: the data, its row blocks and the mean's denominator."""
-
-    def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any, width: int) -> None:
-        self.params = params  # the caller's arrays, read at every call
-        self.X, self.Y, self.weight = X, Y, weight
-        self.dtype = X.dtype
-        self.n = X.shape[0]
-        self.rows = _block_rows(self.n, width, X.itemsize)
-        self.blocks = _blocks(self.n, self.rows)
-        # 1/n * sum_i, or sum_i v_i (...) / sum_i v_i: the denominator, in the data's dtype, as the twins sum it
-        self.denominator = self.dtype.type(self.n) if weight is None else np.sum(weight)
-
-    def buffer(self, *shape: int) -> np.ndarray:
-        return np.empty((self.rows, *shape), dtype=self.dtype)
-
-    def mean(self, total: float) -> Any:
-        """A loss total over all rows as the mean, () in the data's dtype."""
-        return self.dtype.type(total / float(self.denominator))
-
-    def weighted_sum(self, terms: np.ndarray, s: int, e: int) -> float:
-        """sum_i terms_i over rows s..e, or sum_i v_i terms_i."""
-        return float(terms.sum() if self.weight is None else np.dot(self.weight[s:e], terms))
 
 
 COLUMNS = 64  # up to this many classes, a row reduction runs as elementwise operations over the columns
@@ -166,8 +224,31 @@ def _row_reduce(op: np.ufunc, Z: np.ndarray, out: np.ndarray) -> None:
         op(out, Z[:, c], out=out)
 
 
+BY_COLUMNS = 16  # up to this many classes, an operation of each row with one number runs column by column
+
+
+def _each_row(op: np.ufunc, Z: np.ndarray, v: np.ndarray) -> None:
+    """Z_ic = op(Z_ic, v_i) in place, for every column c.
+
+    With a few columns, k operations on strided columns are about twice as fast as one broadcast over short rows.
+    Shapes::  Z (m, k), v (m,)
+    """
+    if Z.shape[1] > BY_COLUMNS:
+        op(Z, v[:, None], out=Z)
+        return
+    for c in range(Z.shape[1]):
+        column = Z[:, c]
+        op(column, v, out=column)
+
+
+def _check_labels(Y: np.ndarray, k: int) -> None:
+    """The head indexes Z.ravel() by i*k + Y_i: labels outside 0..k-1 are refused, not clipped."""
+    if Y.size and (np.min(Y) < 0 or np.max(Y) >= k):
+        raise ValueError(f"Y must hold class labels 0..{k - 1}; got labels from {np.min(Y)} to {np.max(Y)}")
+
+
 class _Head:
-    """The cross-entropy head of `manual.softmax` on one block of logits, in place, in buffers of `rows`."""
+    """The cross-entropy head of `manual.softmax` on one block of logits, in place, in buffers of a block's rows."""
 
     def __init__(self, rows: _Rows, k: int) -> None:
         self.rows = rows
@@ -178,9 +259,6 @@ class _Head:
         self.picked = rows.buffer()  # (rows,)  Z_{i,Y_i} - m_i, then P_{i,Y_i}
         self.offsets = np.arange(rows.rows, dtype=np.int64) * k  # (rows,)  where row i starts in Z.ravel()
         self.index = np.empty(rows.rows, dtype=np.int64)  # (rows,)  i*k + Y_i
-        Y = rows.Y
-        if Y.size and (np.min(Y) < 0 or np.max(Y) >= k):
-            raise ValueError(f"Y must hold class labels 0..{k - 1}; got labels from {np.min(Y)} to {np.max(Y)}")
 
     def __call__(self, Z: np.ndarray, s: int, e: int, gradient: bool) -> float:
         """The block's (weighted) sum of lse_i - Z_{i,Y_i}; with `gradient`, Z becomes n * dL/dZ.
@@ -194,7 +272,7 @@ class _Head:
             b[:m] for b in (self.largest, self.sums, self.terms, self.picked, self.index)
         )
         _row_reduce(np.maximum, Z, largest)
-        Z -= largest[:, None]  # Z_ic - m_i <= 0
+        _each_row(np.subtract, Z, largest)  # Z_ic - m_i <= 0
         np.add(self.offsets[:m], self.rows.Y[s:e], out=index)
         np.take(flat, index, out=picked, mode="clip")  # Z_{i,Y_i} - m_i (labels checked at the start)
         np.exp(Z, out=Z)  # exp(Z_ic - m_i) in (0, 1]
@@ -203,43 +281,45 @@ class _Head:
         terms -= picked  # lse_i - Z_{i,Y_i} = log sums_i - (Z_{i,Y_i} - m_i), each >= 0
         total = self.rows.weighted_sum(terms, s, e)
         if gradient:
-            np.divide(Z, sums[:, None], out=Z)  # P_ic
+            _each_row(np.divide, Z, sums)  # P_ic
             np.take(flat, index, out=picked, mode="clip")
             picked -= 1.0
             np.put(flat, index, picked)  # P - onehot(Y)
             if self.rows.weight is not None:
-                Z *= self.rows.weight[s:e, None]
+                _each_row(np.multiply, Z, self.rows.weight[s:e])
         return total
 
 
 class FusedLogistic(_Rows):
     """`loss_and_gradients()` of the mean cross-entropy of z = X @ w + b, X (n, d), Y (n,) 0 or 1, weights v or None.
 
-    Per block:: t = s*z, s = 1 - 2y ;  e = exp(-|t|) ;  softplus(t) = max(t, 0) + log1p(e)
+    Once:: s = 1 - 2y (n,), +1 or -1 (exact)
+    Per block:: t = s*z ;  e = exp(-|t|) ;  softplus(t) = max(t, 0) + log1p(e)
                 n * dL/dz = s * sigma(t) (times v) ;  dw += X_blk.T @ (n dL/dz) ;  db += sum (n dL/dz)
     """
 
     def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any = None) -> None:
-        d = X.shape[1]
-        super().__init__(params, X, Y, weight, width=d + 5)
-        self.t, self.e, self.sign, self.g = (self.buffer() for _ in range(4))  # (rows,) each
+        super().__init__(params, X, Y, weight, width=X.shape[1] + 5)
+        self.sign = (1 - 2 * np.asarray(Y)).astype(self.dtype)  # (n,) s = 1 - 2y, once: not a per-iteration array
+        self.grads = {"w": self.gradient(X.shape[1]), "b": self.gradient()}
+        self.t, self.e, self.g = (self.buffer() for _ in range(3))  # (rows,) each
         self.mask = np.empty(self.rows, dtype=bool)  # (rows,)
-        self.dw = _Gradient((d,), self.dtype)
 
-    def _sweep(self, gradient: bool) -> tuple[float, Any]:
-        """(sum of the (weighted) loss terms, sum_i n dL/dz_i); with `gradient`, self.dw.total = X.T @ (n dL/dz)."""
+    def _walk(self, gradient: bool) -> float:
+        """The (weighted) softplus total; with `gradient`, X.T @ (n dL/dz) and sum_i n dL/dz_i in self.grads."""
         w, b = self.params["w"], self.params["b"]
-        total, db = 0.0, self.dtype.type(0)
-        self.dw.zero()
+        dw, db = self.grads["w"], self.grads["b"]
+        if gradient:
+            dw.zero()
+            db.zero()
+        total = 0.0
         for s, e in self.blocks:
             m = e - s
             X_blk = self.X[s:e]  # (m, d)
-            t, ex, sign, g, mask = self.t[:m], self.e[:m], self.sign[:m], self.g[:m], self.mask[:m]
+            t, ex, g, mask = self.t[:m], self.e[:m], self.g[:m], self.mask[:m]
+            sign = self.sign[s:e]  # (m,)
             np.matmul(X_blk, w, out=t)
             t += b  # z = X w + b
-            np.copyto(sign, self.Y[s:e])  # y as a float: no cast buffer in the products below
-            sign *= -2.0
-            sign += 1.0  # s = 1 - 2y, +1 or -1 (exact)
             t *= sign  # t = s z (exact)
             _exp_neg_abs(t, ex)
             np.maximum(t, 0.0, out=g)
@@ -251,20 +331,9 @@ class FusedLogistic(_Rows):
                 g *= sign  # n dL/dz = s sigma(s z)
                 if self.weight is not None:
                     g *= self.weight[s:e]
-                self.dw.add_product(g, X_blk)  # X_blk is still in cache
-                db += g.sum()
-        return total, db
-
-    def loss(self) -> Any:
-        """L = 1/n * sum_i softplus(s_i z_i) (or weighted), () in the data's dtype."""
-        total, _ = self._sweep(gradient=False)
-        return self.mean(total)
-
-    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
-        """L, dL/dw (d,) and dL/db () (a fresh 0-d array)."""
-        total, db = self._sweep(gradient=True)
-        self.dw.total /= self.denominator
-        return self.mean(total), {"w": self.dw.total, "b": np.asarray(db / self.denominator)}
+                dw.add_product(g, X_blk)  # X_blk is still in cache
+                db.add_column_sums(g)
+        return total
 
 
 class FusedSoftmax(_Rows):
@@ -277,37 +346,30 @@ class FusedSoftmax(_Rows):
     def __init__(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, weight: Any = None) -> None:
         d, k = params["W"].shape
         super().__init__(params, X, Y, weight, width=d + k + 5)
+        _check_labels(Y, k)
+        self.k = k
+        self.tile("b")
+        self.grads = {"W": self.gradient(d, k), "b": self.gradient(k)}
         self.Z = self.buffer(k)  # (rows, k)
         self.head = _Head(self, k)
-        self.dW = _Gradient((d, k), self.dtype)
-        self.db = _Gradient((k,), self.dtype)
 
-    def _sweep(self, gradient: bool) -> float:
-        W, b = self.params["W"], self.params["b"]
+    def _walk(self, gradient: bool) -> float:
+        W = self.params["W"]
+        dW, db = self.grads["W"], self.grads["b"]
+        if gradient:
+            dW.zero()
+            db.zero()
         total = 0.0
-        self.dW.zero()
-        self.db.zero()
         for s, e in self.blocks:
             X_blk = self.X[s:e]  # (m, d)
             Z = self.Z[: e - s]  # (m, k)
             np.matmul(X_blk, W, out=Z)
-            Z += b
+            self.add_bias(Z, "b")
             total += self.head(Z, s, e, gradient)
             if gradient:
-                self.dW.add_product(X_blk.T, Z)  # X_blk is still in cache
-                self.db.add_column_sums(Z)
+                dW.add_product(X_blk.T, Z)  # X_blk is still in cache
+                db.add_column_sums(Z)
         return total
-
-    def loss(self) -> Any:
-        """L = 1/n * sum_i (lse_i - Z_{i,Y_i}) (or weighted), () in the data's dtype."""
-        return self.mean(self._sweep(gradient=False))
-
-    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
-        """L, dL/dW (d, k) and dL/db (k,)."""
-        total = self._sweep(gradient=True)
-        self.dW.total /= self.denominator
-        self.db.total /= self.denominator
-        return self.mean(total), {"W": self.dW.total, "b": self.db.total}
 
 
 class FusedMLP(_Rows):
@@ -325,12 +387,15 @@ class FusedMLP(_Rows):
         d, h = params["W1"].shape
         k = params["W2"].shape[1]
         super().__init__(params, X, Y, None, width=d + 3 * h + k + 5)
+        _check_labels(Y, k)
         self.activation = activation
+        self.h, self.k = h, k
+        self.tile("b1", "b2")
+        self.grads = {name: self.gradient(*p.shape, transposed=name == "W1") for name, p in params.items()}
         self.H, self.dH, self.tmp = (self.buffer(h) for _ in range(3))  # (rows, h) each
         self.mask = np.empty((self.rows, h), dtype=bool)  # (rows, h)
         self.Z = self.buffer(k)  # (rows, k)
         self.head = _Head(self, k)
-        self.grads = {name: _Gradient(p.shape, self.dtype) for name, p in params.items()}
 
     def _activate(self, H: np.ndarray, tmp: np.ndarray, mask: np.ndarray) -> None:
         """H = act(A) in place, as `manual.mlp.activate` computes it."""
@@ -358,20 +423,21 @@ class FusedMLP(_Rows):
             np.less_equal(H, 0, out=mask)  # H <= 0 exactly where A <= 0 (H has no NaN)
             np.multiply(dH, 0.0, out=dH, where=mask)  # dH * [A > 0], as the twin's product (inf * 0 is NaN)
 
-    def _sweep(self, gradient: bool) -> float:
+    def _walk(self, gradient: bool) -> float:
         p, g = self.params, self.grads
+        if gradient:
+            for grad in g.values():
+                grad.zero()
         total = 0.0
-        for grad in g.values():
-            grad.zero()
         for s, e in self.blocks:
             m = e - s
             X_blk = self.X[s:e]  # (m, d)
             H, dH, tmp, mask, Z = self.H[:m], self.dH[:m], self.tmp[:m], self.mask[:m], self.Z[:m]
             np.matmul(X_blk, p["W1"], out=H)
-            H += p["b1"]  # A = X W1 + b1
+            self.add_bias(H, "b1")  # A = X W1 + b1
             self._activate(H, tmp, mask)  # H = act(A)
             np.matmul(H, p["W2"], out=Z)
-            Z += p["b2"]  # Z = H W2 + b2
+            self.add_bias(Z, "b2")  # Z = H W2 + b2
             total += self.head(Z, s, e, gradient)  # Z becomes G = n dL/dZ
             if gradient:
                 g["W2"].add_product(H.T, Z)
@@ -381,17 +447,6 @@ class FusedMLP(_Rows):
                 g["W1"].add_product(X_blk.T, dH)  # X_blk is still in cache
                 g["b1"].add_column_sums(dH)
         return total
-
-    def loss(self) -> Any:
-        """L = 1/n * sum_i (lse_i - Z_{i,Y_i}), () in the data's dtype."""
-        return self.mean(self._sweep(gradient=False))
-
-    def loss_and_gradients(self) -> tuple[Any, dict[str, Any]]:
-        """L and dL/dW1 (d, h), dL/db1 (h,), dL/dW2 (h, k), dL/db2 (k,)."""
-        total = self._sweep(gradient=True)
-        for grad in self.grads.values():
-            grad.total /= self.denominator
-        return self.mean(total), {name: grad.total for name, grad in self.grads.items()}
 
 
 def fused(model: Model, params: dict[str, Any], X: Any, Y: Any, weight: Any) -> Any:
