@@ -50,25 +50,29 @@ class _Gradient:
         self.ones = ones
         self.transposed = transposed
 
-    def zero(self) -> None:
-        self.total[...] = 0
-
-    def add_product(self, a: np.ndarray, b: np.ndarray) -> None:
-        """total += a @ b, through the spare buffer: no allocation."""
+    def add_product(self, a: np.ndarray, b: np.ndarray, first: bool) -> None:
+        """total += a @ b (total = a @ b for the `first` block), through the spare buffer: no allocation."""
         if self.transposed:
             np.matmul(b.T, a.T, out=self.part)
-            self.total += self.part.T
+            if first:
+                np.copyto(self.total, self.part.T)
+            else:
+                self.total += self.part.T
+        elif first:
+            np.matmul(a, b, out=self.total)
         else:
             np.matmul(a, b, out=self.part)
             self.total += self.part
 
-    def add_column_sums(self, G: np.ndarray) -> None:
-        """total += sum_i G_i.   Shapes::  G (m, k) -> (k,), or G (m,) -> ()"""
+    def add_column_sums(self, G: np.ndarray, first: bool) -> None:
+        """total += sum_i G_i (total = ... for the `first` block).   Shapes::  G (m, k) -> (k,), or G (m,) -> ()"""
+        out = self.total if first else self.part
         if G.ndim == 1:
-            np.sum(G, out=self.part)
+            np.add.reduce(G, out=out)  # np.sum's own reduction, without its 1 us of argument handling
         else:
-            np.matmul(self.ones[: G.shape[0]], G, out=self.part)
-        self.total += self.part
+            np.matmul(self.ones[: G.shape[0]], G, out=out)
+        if not first:
+            self.total += self.part
 
 
 class _Rows:
@@ -160,19 +164,16 @@ class FusedLinear(_Rows):
         """sum r_i^2 over all rows; with `gradient`, X.T @ r and sum_i r_i into self.grads."""
         w, b = self.params["w"], self.params["b"]
         dw, db = self.grads["w"], self.grads["b"]
-        if gradient:
-            dw.zero()
-            db.zero()
         squares = 0.0
-        for s, e in self.blocks:
+        for j, (s, e) in enumerate(self.blocks):
             r = self.residual[: e - s]  # (rows,) a view: no allocation
             X_blk = self.X[s:e]  # (rows, d)
             np.matmul(X_blk, w, out=r)
             r += b
             r -= self.Y[s:e]
             if gradient:
-                dw.add_product(r, X_blk)  # X_blk is still in cache
-                db.add_column_sums(r)
+                dw.add_product(r, X_blk, j == 0)  # X_blk is still in cache
+                db.add_column_sums(r, j == 0)
             squares += float(np.dot(r, r))
         return squares
 
@@ -309,11 +310,8 @@ class FusedLogistic(_Rows):
         """The (weighted) softplus total; with `gradient`, X.T @ (n dL/dz) and sum_i n dL/dz_i in self.grads."""
         w, b = self.params["w"], self.params["b"]
         dw, db = self.grads["w"], self.grads["b"]
-        if gradient:
-            dw.zero()
-            db.zero()
         total = 0.0
-        for s, e in self.blocks:
+        for j, (s, e) in enumerate(self.blocks):
             m = e - s
             X_blk = self.X[s:e]  # (m, d)
             t, ex, g, mask = self.t[:m], self.e[:m], self.g[:m], self.mask[:m]
@@ -331,8 +329,8 @@ class FusedLogistic(_Rows):
                 g *= sign  # n dL/dz = s sigma(s z)
                 if self.weight is not None:
                     g *= self.weight[s:e]
-                dw.add_product(g, X_blk)  # X_blk is still in cache
-                db.add_column_sums(g)
+                dw.add_product(g, X_blk, j == 0)  # X_blk is still in cache
+                db.add_column_sums(g, j == 0)
         return total
 
 
@@ -356,19 +354,16 @@ class FusedSoftmax(_Rows):
     def _walk(self, gradient: bool) -> float:
         W = self.params["W"]
         dW, db = self.grads["W"], self.grads["b"]
-        if gradient:
-            dW.zero()
-            db.zero()
         total = 0.0
-        for s, e in self.blocks:
+        for j, (s, e) in enumerate(self.blocks):
             X_blk = self.X[s:e]  # (m, d)
             Z = self.Z[: e - s]  # (m, k)
             np.matmul(X_blk, W, out=Z)
             self.add_bias(Z, "b")
             total += self.head(Z, s, e, gradient)
             if gradient:
-                dW.add_product(X_blk.T, Z)  # X_blk is still in cache
-                db.add_column_sums(Z)
+                dW.add_product(X_blk.T, Z, j == 0)  # X_blk is still in cache
+                db.add_column_sums(Z, j == 0)
         return total
 
 
@@ -425,11 +420,8 @@ class FusedMLP(_Rows):
 
     def _walk(self, gradient: bool) -> float:
         p, g = self.params, self.grads
-        if gradient:
-            for grad in g.values():
-                grad.zero()
         total = 0.0
-        for s, e in self.blocks:
+        for j, (s, e) in enumerate(self.blocks):
             m = e - s
             X_blk = self.X[s:e]  # (m, d)
             H, dH, tmp, mask, Z = self.H[:m], self.dH[:m], self.tmp[:m], self.mask[:m], self.Z[:m]
@@ -440,12 +432,12 @@ class FusedMLP(_Rows):
             self.add_bias(Z, "b2")  # Z = H W2 + b2
             total += self.head(Z, s, e, gradient)  # Z becomes G = n dL/dZ
             if gradient:
-                g["W2"].add_product(H.T, Z)
-                g["b2"].add_column_sums(Z)
+                g["W2"].add_product(H.T, Z, j == 0)
+                g["b2"].add_column_sums(Z, j == 0)
                 np.matmul(Z, p["W2"].T, out=dH)  # n dL/dH
                 self._derivative(dH, H, tmp, mask)  # n dL/dA
-                g["W1"].add_product(X_blk.T, dH)  # X_blk is still in cache
-                g["b1"].add_column_sums(dH)
+                g["W1"].add_product(X_blk.T, dH, j == 0)  # X_blk is still in cache
+                g["b1"].add_column_sums(dH, j == 0)
         return total
 
 
