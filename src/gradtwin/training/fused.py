@@ -13,6 +13,7 @@ update itself is the engines' one `update`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,7 +76,7 @@ class _Gradient:
             self.total += self.part
 
 
-class _Rows:
+class _Rows(ABC):
     """What every fused path shares: the data, its row blocks, the mean's denominator and the biases' tiles.
 
     A subclass allocates its buffers and `self.grads` (a `_Gradient` by parameter name) once and
@@ -125,8 +126,9 @@ class _Rows:
         """sum_i terms_i over rows s..e, or sum_i v_i terms_i."""
         return float(terms.sum() if self.weight is None else np.dot(self.weight[s:e], terms))
 
+    @abstractmethod
     def _walk(self, gradient: bool) -> float:
-        raise NotImplementedError  # every fused path gives its own
+        """Every block's loss terms (and, with `gradient`, gradient terms into `self.grads`); the loss total."""
 
     def _sweep(self, gradient: bool) -> float:
         """The loss total over all rows; with `gradient`, each gradient's sum in `self.grads`."""
@@ -253,7 +255,6 @@ class _Head:
 
     def __init__(self, rows: _Rows, k: int) -> None:
         self.rows = rows
-        self.k = k
         self.largest = rows.buffer()  # (rows,)  m_i = max_c Z_ic
         self.sums = rows.buffer()  # (rows,)  sum_c exp(Z_ic - m_i)
         self.terms = rows.buffer()  # (rows,)  lse_i - Z_{i,Y_i}
@@ -345,7 +346,6 @@ class FusedSoftmax(_Rows):
         d, k = params["W"].shape
         super().__init__(params, X, Y, weight, width=d + k + 5)
         _check_labels(Y, k)
-        self.k = k
         self.tile("b")
         self.grads = {"W": self.gradient(d, k), "b": self.gradient(k)}
         self.Z = self.buffer(k)  # (rows, k)
@@ -384,7 +384,6 @@ class FusedMLP(_Rows):
         super().__init__(params, X, Y, None, width=d + 3 * h + k + 5)
         _check_labels(Y, k)
         self.activation = activation
-        self.h, self.k = h, k
         self.tile("b1", "b2")
         self.grads = {name: self.gradient(*p.shape, transposed=name == "W1") for name, p in params.items()}
         self.H, self.dH, self.tmp = (self.buffer(h) for _ in range(3))  # (rows, h) each
