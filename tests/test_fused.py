@@ -185,9 +185,10 @@ def test_row_reductions_by_columns_and_by_numpy_agree(
     columns: int, dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The head reduces rows (and scales them) column by column up to COLUMNS (BY_COLUMNS) classes, by NumPy's
-    reduce (broadcast) above: both agree."""
+    reduce (broadcast) above or in blocks shorter than SHORT: both agree."""
     monkeypatch.setattr(fused_module, "COLUMNS", columns)
     monkeypatch.setattr(fused_module, "BY_COLUMNS", columns)
+    monkeypatch.setattr(fused_module, "SHORT", 0)  # the test's short blocks take the column-by-column branch too
     for weighted in (False, True):
         model, params, data = _problem("softmax", 7, 40, 3, 5, 4, 0.0, 0.0, weighted=weighted)
         fused = _fused(model, params, data, dtype)

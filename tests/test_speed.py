@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gradtwin.cli import main
+from gradtwin.data.dataset import Dataset
 from gradtwin.models import MODELS
 from gradtwin.training.factory import make_engine
 
@@ -39,6 +40,42 @@ def test_autograd_losses_are_few_graph_nodes(name: str) -> None:
     X, Y = engine.asarray(data.X), engine.asarray(data.Y)
     nodes = _nodes(model.autograd.loss(params, X, Y))
     assert len(nodes) <= NODES[name], nodes
+
+
+@pytest.mark.parametrize("name", ["softmax", "mlp"])
+def test_narrow_right_factors_are_column_major_and_autograd_keeps_their_layout(name: str) -> None:
+    """On the cpu a right factor W (a, b) with b < a is laid out column-major, with its values unchanged, and
+    autograd returns dL/dW in that layout: it formed (G.T @ A).T, the fast product. Wider ones stay row-major."""
+    model = MODELS[name]
+    rng = np.random.default_rng(3)
+    data = Dataset(rng.standard_normal((40, 6)), np.arange(40) % 3, name="six features, three classes", y_name="class")
+    start = {k: rng.standard_normal(v.shape) for k, v in model.init_params(data, seed=0).items()}
+    engine = make_engine("autograd", model)
+    params = engine.params(start)
+    X, Y = engine.asarray(data.X), engine.asarray(data.Y)
+    narrow = [k for k in model.right_factors if start[k].shape[1] < start[k].shape[0]]
+    assert narrow == (["W"] if name == "softmax" else ["W2"])  # the mlp's W1 (6, 32) is wide
+    for k, p in params.items():
+        assert np.array_equal(p.numpy(), start[k])
+        column_major = k in narrow
+        assert p.is_contiguous() != column_major, (k, p.stride())
+        if column_major:
+            assert p.stride() == (1, p.shape[0])
+    _, grads = engine.bind(params, X, Y).loss_and_gradients()
+    for k in narrow:
+        assert grads[k].stride() == (1, grads[k].shape[0]), (k, grads[k].stride())
+    wide = model.autograd.gradients({k: torch.from_numpy(v) for k, v in start.items()}, X, Y)
+    for k in narrow:
+        assert wide[k].is_contiguous()  # the same gradient from a row-major W: the layout is the engine's choice
+
+
+def test_an_mlp_with_a_narrow_first_layer_lays_both_weights_column_major() -> None:
+    """W1 (d, h) with h < d and W2 (h, k) with k < h: both are column-major."""
+    model = MODELS["mlp"]
+    rng = np.random.default_rng(5)
+    start = {"W1": rng.standard_normal((8, 3)), "b1": np.zeros(3), "W2": rng.standard_normal((3, 2)), "b2": np.zeros(2)}
+    params = make_engine("autograd", model).params(start)
+    assert [k for k, p in params.items() if not p.is_contiguous()] == ["W1", "W2"]
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -101,6 +101,9 @@ class Model:
     check_points: int = CHECK_POINTS
     # `check` redraws a random problem until this holds (finite differences valid: no kink within reach)
     admissible: Callable[[Params, Dataset], bool] | None = None
+    # weights W that enter the autograd twin only as the right factor of a product A @ W (addmm's mat2):
+    # the autograd engine may lay them out column-major, a layout for speed that changes no value
+    right_factors: tuple[str, ...] = ()
 
     def in_data_units(self, params: Params, data: Dataset) -> Params | None:
         """`params` for X in the data's own units, or None where no first layer is affine in X.
@@ -315,6 +318,7 @@ def mlp(hidden: int = 32, activation: str = "tanh") -> Model:
         synthetic=lambda n, seed: synthetic_classes(n, d=4, k=3, seed=seed, scale=3.0),
         options={"hidden": h, "activation": activation},
         first_layer=("W1", "b1"),
+        right_factors=("W1", "W2"),
     )
 
 
@@ -764,6 +768,7 @@ MODELS: dict[str, Model] = {
         default_iterations=500,
         synthetic=lambda n, seed: synthetic_classes(n, d=3, k=3, seed=seed, scale=2.0),
         first_layer=("W", "b"),
+        right_factors=("W",),
     ),
     "mlp": mlp(activation="tanh"),
     "mlp-relu": mlp(activation="relu"),

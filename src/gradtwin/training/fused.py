@@ -42,7 +42,8 @@ class _Gradient:
 
     `ones` (rows,) turns a column sum into a product, ones @ G: NumPy's sum over the rows of an
     (m, k) block is 5 to 15 times slower. With `transposed`, a product a @ b is formed as
-    (b.T @ a.T).T, which OpenBLAS does faster for X_blk.T @ dA (d, h) (measured: 0.6 to 0.8 of the time).
+    (b.T @ a.T).T, which OpenBLAS does faster for a weight's gradient A_blk.T @ G: 0.7 to 0.95 of
+    the time for (16, 4), (32, 4) and (16, 32) (measured: comparisons/README.md).
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype, ones: np.ndarray, transposed: bool = False) -> None:
@@ -228,15 +229,17 @@ def _row_reduce(op: np.ufunc, Z: np.ndarray, out: np.ndarray) -> None:
 
 
 BY_COLUMNS = 16  # up to this many classes, an operation of each row with one number runs column by column
+SHORT = 512  # ... in blocks of at least this many rows
 
 
 def _each_row(op: np.ufunc, Z: np.ndarray, v: np.ndarray) -> None:
     """Z_ic = op(Z_ic, v_i) in place, for every column c.
 
-    With a few columns, k operations on strided columns are about twice as fast as one broadcast over short rows.
+    With a few columns, k operations on strided columns are about twice as fast as one broadcast over short
+    rows; in a block of fewer than SHORT rows, the k calls cost more than the work (at 30 x 4: 4.2 us against 1.3).
     Shapes::  Z (m, k), v (m,)
     """
-    if Z.shape[1] > BY_COLUMNS:
+    if Z.shape[1] > BY_COLUMNS or Z.shape[0] < SHORT:
         op(Z, v[:, None], out=Z)
         return
     for c in range(Z.shape[1]):
@@ -347,7 +350,7 @@ class FusedSoftmax(_Rows):
         super().__init__(params, X, Y, weight, width=d + k + 5)
         _check_labels(Y, k)
         self.tile("b")
-        self.grads = {"W": self.gradient(d, k), "b": self.gradient(k)}
+        self.grads = {"W": self.gradient(d, k, transposed=True), "b": self.gradient(k)}
         self.Z = self.buffer(k)  # (rows, k)
         self.head = _Head(self, k)
 
@@ -385,7 +388,7 @@ class FusedMLP(_Rows):
         _check_labels(Y, k)
         self.activation = activation
         self.tile("b1", "b2")
-        self.grads = {name: self.gradient(*p.shape, transposed=name == "W1") for name, p in params.items()}
+        self.grads = {name: self.gradient(*p.shape, transposed=name in ("W1", "W2")) for name, p in params.items()}
         self.H, self.dH, self.tmp = (self.buffer(h) for _ in range(3))  # (rows, h) each
         self.mask = np.empty((self.rows, h), dtype=bool)  # (rows, h)
         self.Z = self.buffer(k)  # (rows, k)
