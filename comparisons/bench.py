@@ -9,8 +9,7 @@ torch.mv, threaded), a plain NumPy loop with hand gradients, a plain torch autog
 `jit` + `lax.fori_loop` loop where JAX is installed (an optional dependency: without it the
 table says so), gradtwin's manual, autograd and tape twins through `train()`, and for the linear model
 the exact engine; then the peak memory of 1,000,000 x 16 runs, each in a fresh process. Every
-time is the median of repeated timed blocks after a warm-up block, the loops of a problem taking
-turns block by block, so that a busy spell slows all of them alike. It writes the tables and a
+time is the median of repeated timed blocks after a warm-up block. It writes the tables and a
 description of the machine to comparisons/BENCH.md. On a busy machine only the ratios are worth
 reading, and only those of one run.
 """
@@ -49,7 +48,6 @@ HIDDEN = 32  # MODELS["mlp"]'s width
 LR = {"linear": 0.05, "logistic": 0.5, "softmax": 0.5, "mlp": 0.5}
 SIZES = [(30, 1), (10_000, 16), (1_000_000, 16)]
 QUICK_SIZES = [(30, 1), (200, 4)]
-REPEATS, QUICK_REPEATS = 5, 2  # timed blocks of every loop, after one warm-up block
 PEERS = ("numpy", "torch", "jax")
 ENGINES = ("manual", "autograd", "tape", "exact")
 Arrays = dict[str, np.ndarray]
@@ -64,22 +62,9 @@ def median_block(block: Callable[[], Timed], repeats: int) -> Timed:
 
     `block` runs the loop from the start and returns (seconds per iteration, final parameters).
     """
-    return interleaved({"block": block}, repeats)["block"]
-
-
-def interleaved(blocks: dict[str, Callable[[], Timed]], repeats: int) -> dict[str, Timed]:
-    """`median_block` of every loop, the loops taking turns: one warm-up round, then `repeats` timed rounds.
-
-    A busy spell on the machine then slows one round of every loop rather than all of one loop's
-    blocks, so the ratios of one run are steadier than the times.
-    """
-    for block in blocks.values():
-        block()
-    timed: dict[str, list[Timed]] = {name: [] for name in blocks}
-    for _ in range(repeats):
-        for name, block in blocks.items():
-            timed[name].append(block())
-    return {name: (statistics.median(t for t, _ in runs), runs[-1][1]) for name, runs in timed.items()}
+    block()
+    timed = [block() for _ in range(repeats)]
+    return statistics.median(t for t, _ in timed), timed[-1][1]
 
 
 def per_call(fn: Callable[[], object], calls: int) -> float:
@@ -307,24 +292,22 @@ def measure(
     Y = data.Y if data.Y.dtype == np.int64 else np.ascontiguousarray(data.Y, dtype=dtype)
     p0, lr = start(model, data), LR[model]
     its = iterations_for(model, n, d, quick)
-    repeats = QUICK_REPEATS if quick else REPEATS
+    repeats = 2 if quick else 5
     if (n, d, dtype) not in floors:
         floors[n, d, dtype] = floor(X, repeats)
     row: dict[str, Any] = {"model": model, "n": n, "d": d, "dtype": dtype, "iterations": its}
     row["floor"], row["floor_read"] = floors[n, d, dtype]
-    blocks: dict[str, Callable[[], Timed]] = {
-        "numpy": lambda: numpy_loop(model, X, Y, p0, its, lr),
-        "torch": lambda: torch_loop(model, X, Y, p0, its, lr),
-    }
+    ends: dict[str, Arrays] = {}
+    row["numpy"], ends["numpy"] = median_block(lambda: numpy_loop(model, X, Y, p0, its, lr), repeats)
+    row["torch"], ends["torch"] = median_block(lambda: torch_loop(model, X, Y, p0, its, lr), repeats)
+    row["jax"] = None
     if jax is not None:
-        blocks["jax"] = lambda: jax_loop(jax, model, X, Y, p0, its, lr)
+        row["jax"], ends["jax"] = median_block(lambda: jax_loop(jax, model, X, Y, p0, its, lr), repeats)
     for engine in ENGINES:
+        row[engine] = None
         if engine != "exact" or model == "linear":
-            blocks[engine] = lambda e=engine: gradtwin_run(e, model, data, dtype, p0, its, lr)  # type: ignore[misc]
-    timed = interleaved(blocks, repeats)
-    ends: dict[str, Arrays] = {name: end for name, (_, end) in timed.items()}
-    for name in ("numpy", "torch", "jax", *ENGINES):
-        row[name] = timed[name][0] if name in timed else None
+            timed = median_block(lambda e=engine: gradtwin_run(e, model, data, dtype, p0, its, lr), repeats)  # type: ignore[misc]
+            row[engine], ends[engine] = timed
     row["agree"] = agreement(ends)
     return row
 
@@ -502,9 +485,7 @@ def report(
             "",
             f"Machine: {description}. Run {started}{' (quick mode)' if quick else ''}.",
             "",
-            f"Microseconds per iteration, each the median of {QUICK_REPEATS if quick else REPEATS} timed blocks after a"
-            " warm-up block, the loops of",
-            "a problem taking turns block by block (a busy spell slows one block of each).",
+            "Microseconds per iteration, each the median of repeated timed blocks after a warm-up block.",
             "floor: one read of X, the fastest of NumPy's X @ v and X.sum() and torch's threaded torch.sum and",
             "torch.mv. NumPy loop: forward, hand gradient and step in plain NumPy, the loss every step. torch",
             "loop: requires_grad parameters, loss.backward(), a torch.no_grad() step, grads zeroed (mse_loss,",
