@@ -117,23 +117,28 @@ def start(model: str, data: Dataset) -> Arrays:
 
 
 def numpy_loop(model: str, X: np.ndarray, Y: np.ndarray, p0: Arrays, its: int, lr: float) -> Timed:
-    """The ten-line NumPy loop a user would write for `model`, its loss computed every step."""
+    """The ten-line NumPy loop a user would write for `model`, its loss computed every step and, as `train()`
+    reports it, once more at the end point."""
     p = {k: v.astype(X.dtype) for k, v in p0.items()}
     n = X.shape[0]
     rows = np.arange(n)
     y = Y.astype(X.dtype)
-    losses = np.empty(its, dtype=X.dtype)
+    losses = np.empty(its + 1, dtype=X.dtype)
     t0 = time.perf_counter()
     with np.errstate(over="ignore"):
-        for i in range(its):
+        for i in range(its + 1):  # the last pass computes the loss only
             if model == "linear":
                 r = X @ p["w"] + p["b"] - Y  # (n,)
                 losses[i] = r @ r / n
+                if i == its:
+                    break
                 p["w"] -= lr * (2 / n) * (X.T @ r)
                 p["b"] -= lr * (2 / n) * r.sum()
             elif model == "logistic":
                 z = X @ p["w"] + p["b"]  # (n,)
                 losses[i] = np.mean(np.logaddexp(0, z) - y * z)
+                if i == its:
+                    break
                 g = (1 / (1 + np.exp(-z)) - y) / n  # (n,)
                 p["w"] -= lr * (X.T @ g)
                 p["b"] -= lr * g.sum()
@@ -147,6 +152,8 @@ def numpy_loop(model: str, X: np.ndarray, Y: np.ndarray, p0: Arrays, its: int, l
                 E = np.exp(Z)
                 S = E.sum(axis=1, keepdims=True)  # (n, 1)
                 losses[i] = np.mean(np.log(S[:, 0]) - Z[rows, Y])
+                if i == its:
+                    break
                 G = E / S  # (n, k) softmax
                 G[rows, Y] -= 1
                 G /= n
@@ -166,26 +173,25 @@ def numpy_loop(model: str, X: np.ndarray, Y: np.ndarray, p0: Arrays, its: int, l
 
 
 def torch_loop(model: str, X: np.ndarray, Y: np.ndarray, p0: Arrays, its: int, lr: float) -> Timed:
-    """requires_grad, loss.backward(), a no_grad step, grads zeroed; the mlp as nn.Sequential + optim.SGD."""
+    """requires_grad, loss.backward(), a no_grad step, grads zeroed; the mlp as nn.Sequential + optim.SGD.
+    Then the loss at the end point, as `train()` reports it."""
     F = torch.nn.functional
     Xt = torch.from_numpy(X)
     Yt = torch.from_numpy(Y.astype(X.dtype) if model in ("linear", "logistic") else Y)
     if model == "mlp":
         return _sequential_loop(Xt, Yt, p0, its, lr)
     ps = [torch.tensor(p0[k], dtype=Xt.dtype, requires_grad=True) for k in p0]
+    loss = {"linear": F.mse_loss, "logistic": F.binary_cross_entropy_with_logits}.get(model, F.cross_entropy)
     t0 = time.perf_counter()
     for _ in range(its):
-        if model == "linear":
-            loss = F.mse_loss(Xt @ ps[0] + ps[1], Yt)
-        elif model == "logistic":
-            loss = F.binary_cross_entropy_with_logits(Xt @ ps[0] + ps[1], Yt)
-        else:
-            loss = F.cross_entropy(Xt @ ps[0] + ps[1], Yt)
-        loss.backward()
+        value = loss(Xt @ ps[0] + ps[1], Yt)
+        value.backward()
         with torch.no_grad():
             for q in ps:
                 q -= lr * q.grad  # type: ignore[operator]
                 q.grad.zero_()  # type: ignore[union-attr]
+    with torch.no_grad():
+        loss(Xt @ ps[0] + ps[1], Yt)  # the loss at the end point, as train() reports it
     return (time.perf_counter() - t0) / its, {k: q.detach().double().numpy() for k, q in zip(p0, ps, strict=True)}
 
 
@@ -204,6 +210,8 @@ def _sequential_loop(Xt: torch.Tensor, Yt: torch.Tensor, p0: Arrays, its: int, l
         loss = torch.nn.functional.cross_entropy(net(Xt), Yt)
         loss.backward()
         opt.step()
+    with torch.no_grad():
+        torch.nn.functional.cross_entropy(net(Xt), Yt)  # the loss at the end point, as train() reports it
     seconds = (time.perf_counter() - t0) / its
     weights = {"W1": first.weight.T, "b1": first.bias, "W2": second.weight.T, "b2": second.bias}
     return seconds, {k: v.detach().double().numpy() for k, v in weights.items()}
@@ -246,7 +254,8 @@ def jax_loop(jax: ModuleType, model: str, X: np.ndarray, Y: np.ndarray, p0: Arra
                 value, g = value_and_grad(carry[0], X, Y)
                 return jax.tree_util.tree_map(lambda a, b: a - lr * b, carry[0], g), value
 
-            return lax.fori_loop(0, its, body, (p, jnp.zeros((), X.dtype)))
+            end = lax.fori_loop(0, its, body, (p, jnp.zeros((), X.dtype)))[0]
+            return end, loss(end, X, Y)  # the loss at the end point, as train() reports it
 
         run = _JITTED[key] = jax.jit(steps)
     Xj = jnp.asarray(X)
@@ -492,8 +501,9 @@ def report(
             "binary_cross_entropy_with_logits, cross_entropy; the mlp an nn.Sequential(Linear, Tanh, Linear)",
             "with optim.SGD). JAX loop: jax.value_and_grad inside one jit-compiled lax.fori_loop. manual /",
             "autograd / exact: gradtwin's `train()` with that engine (stop rules checked every 64 steps, the last",
-            "iteration recorded); the exact engine is the linear model's closed form. Logistic has k = 2",
-            f"classes, softmax and the mlp k = 4, the mlp {HIDDEN} tanh units. {jax_note}",
+            "iteration recorded); the exact engine is the linear model's closed form. Every loop ends with the",
+            "loss at its end point, as `train()` does: one forward pass more than steps, in every column alike.",
+            f"Logistic has k = 2 classes, softmax and the mlp k = 4, the mlp {HIDDEN} tanh units. {jax_note}",
             "",
             times_table(rows),
             "",
