@@ -9,7 +9,8 @@ torch.mv, threaded), a plain NumPy loop with hand gradients, a plain torch autog
 `jit` + `lax.fori_loop` loop where JAX is installed (an optional dependency: without it the
 table says so), gradtwin's manual, autograd and tape twins through `train()`, and for the linear model
 the exact engine; then the peak memory of 1,000,000 x 16 runs, each in a fresh process. Every
-time is the median of repeated timed blocks after a warm-up block. It writes the tables and a
+time is the fastest of repeated timed blocks after a warm-up block (load only ever adds time, so
+the fastest block is the least disturbed one). It writes the tables and a
 description of the machine to comparisons/BENCH.md. On a busy machine only the ratios are worth
 reading, and only those of one run.
 """
@@ -21,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -57,14 +57,14 @@ Timed = tuple[float, Arrays]  # seconds per iteration, parameters at the end (fl
 # ---- timing --------------------------------------------------------------------------------------
 
 
-def median_block(block: Callable[[], Timed], repeats: int) -> Timed:
-    """Median seconds per iteration of `repeats` timed blocks after a warm-up block, and the last block's end point.
+def fastest_block(block: Callable[[], Timed], repeats: int) -> Timed:
+    """The fastest of `repeats` timed blocks after a warm-up block (s per iteration), and the last block's end point.
 
     `block` runs the loop from the start and returns (seconds per iteration, final parameters).
     """
     block()
     timed = [block() for _ in range(repeats)]
-    return statistics.median(t for t, _ in timed), timed[-1][1]
+    return min(t for t, _ in timed), timed[-1][1]
 
 
 def per_call(fn: Callable[[], object], calls: int) -> float:
@@ -87,7 +87,7 @@ def floor(X: np.ndarray, repeats: int) -> tuple[float, str]:
         "torch.sum(X)": lambda: torch.sum(Xt),
         "torch.mv(X, v)": lambda: torch.mv(Xt, vt),
     }
-    times = {name: median_block(lambda fn=fn: (per_call(fn, calls), {}), repeats)[0] for name, fn in reads.items()}  # type: ignore[misc]
+    times = {name: fastest_block(lambda fn=fn: (per_call(fn, calls), {}), repeats)[0] for name, fn in reads.items()}  # type: ignore[misc]
     best = min(times, key=times.__getitem__)
     return times[best], best
 
@@ -307,15 +307,15 @@ def measure(
     row: dict[str, Any] = {"model": model, "n": n, "d": d, "dtype": dtype, "iterations": its}
     row["floor"], row["floor_read"] = floors[n, d, dtype]
     ends: dict[str, Arrays] = {}
-    row["numpy"], ends["numpy"] = median_block(lambda: numpy_loop(model, X, Y, p0, its, lr), repeats)
-    row["torch"], ends["torch"] = median_block(lambda: torch_loop(model, X, Y, p0, its, lr), repeats)
+    row["numpy"], ends["numpy"] = fastest_block(lambda: numpy_loop(model, X, Y, p0, its, lr), repeats)
+    row["torch"], ends["torch"] = fastest_block(lambda: torch_loop(model, X, Y, p0, its, lr), repeats)
     row["jax"] = None
     if jax is not None:
-        row["jax"], ends["jax"] = median_block(lambda: jax_loop(jax, model, X, Y, p0, its, lr), repeats)
+        row["jax"], ends["jax"] = fastest_block(lambda: jax_loop(jax, model, X, Y, p0, its, lr), repeats)
     for engine in ENGINES:
         row[engine] = None
         if engine != "exact" or model == "linear":
-            timed = median_block(lambda e=engine: gradtwin_run(e, model, data, dtype, p0, its, lr), repeats)  # type: ignore[misc]
+            timed = fastest_block(lambda e=engine: gradtwin_run(e, model, data, dtype, p0, its, lr), repeats)  # type: ignore[misc]
             row[engine], ends[engine] = timed
     row["agree"] = agreement(ends)
     return row
@@ -494,7 +494,7 @@ def report(
             "",
             f"Machine: {description}. Run {started}{' (quick mode)' if quick else ''}.",
             "",
-            "Microseconds per iteration, each the median of repeated timed blocks after a warm-up block.",
+            "Microseconds per iteration, each the fastest of repeated timed blocks after a warm-up block.",
             "floor: one read of X, the fastest of NumPy's X @ v and X.sum() and torch's threaded torch.sum and",
             "torch.mv. NumPy loop: forward, hand gradient and step in plain NumPy, the loss every step. torch",
             "loop: requires_grad parameters, loss.backward(), a torch.no_grad() step, grads zeroed (mse_loss,",
