@@ -63,6 +63,7 @@ def _split(fused: Any, blocks: int) -> None:
     n = fused.X.shape[0]
     rows = max(1, -(-n // blocks))
     fused.blocks = [(s, min(n, s + rows)) for s in range(0, n, rows)]
+    fused.whole = len(fused.blocks) == 1  # as the constructor sets it: the sums are divided, not each block
 
 
 def _mismatches(model: Model, fused: Any, params: Arrays, data: Dataset, dtype: str) -> list[str]:
