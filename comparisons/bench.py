@@ -306,17 +306,20 @@ def measure(
         floors[n, d, dtype] = floor(X, repeats)
     row: dict[str, Any] = {"model": model, "n": n, "d": d, "dtype": dtype, "iterations": its}
     row["floor"], row["floor_read"] = floors[n, d, dtype]
-    ends: dict[str, Arrays] = {}
-    row["numpy"], ends["numpy"] = fastest_block(lambda: numpy_loop(model, X, Y, p0, its, lr), repeats)
-    row["torch"], ends["torch"] = fastest_block(lambda: torch_loop(model, X, Y, p0, its, lr), repeats)
-    row["jax"] = None
-    if jax is not None:
-        row["jax"], ends["jax"] = fastest_block(lambda: jax_loop(jax, model, X, Y, p0, its, lr), repeats)
-    for engine in ENGINES:
-        row[engine] = None
+    # NumPy's loops, then torch's, then JAX's: each twin right after the peer it is compared with, in
+    # the same library (a loop run right after another library's is slowed by its threads: README)
+    blocks: dict[str, Callable[[], Timed]] = {"numpy": lambda: numpy_loop(model, X, Y, p0, its, lr)}
+    for engine in ("manual", "tape", "exact"):
         if engine != "exact" or model == "linear":
-            timed = fastest_block(lambda e=engine: gradtwin_run(e, model, data, dtype, p0, its, lr), repeats)  # type: ignore[misc]
-            row[engine], ends[engine] = timed
+            blocks[engine] = lambda e=engine: gradtwin_run(e, model, data, dtype, p0, its, lr)  # type: ignore[misc]
+    blocks["torch"] = lambda: torch_loop(model, X, Y, p0, its, lr)
+    blocks["autograd"] = lambda: gradtwin_run("autograd", model, data, dtype, p0, its, lr)
+    if jax is not None:
+        blocks["jax"] = lambda: jax_loop(jax, model, X, Y, p0, its, lr)
+    timed = {name: fastest_block(block, repeats) for name, block in blocks.items()}
+    ends: dict[str, Arrays] = {name: end for name, (_, end) in timed.items()}
+    for name in (*PEERS, *ENGINES):
+        row[name] = timed[name][0] if name in timed else None
     row["agree"] = agreement(ends)
     return row
 
