@@ -1,7 +1,9 @@
-"""What keeps the engines fast, held structurally (never by a time): the autograd twins' graph sizes, and
-the hint that names the exact engine for many iterations of a linear model."""
+"""What keeps the engines fast, held structurally (never by a time): the autograd twins' graph sizes, what the
+loop keeps per step, and the hint that names the exact engine for many iterations of a linear model."""
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from gradtwin.cli import main
 from gradtwin.data.dataset import Dataset
 from gradtwin.models import MODELS
 from gradtwin.training.factory import make_engine
+from gradtwin.training.loop import _Recorder, train
 
 # graph nodes of each twin's loss (AccumulateGrad leaves not counted), from fused torch functions:
 # linear mse_loss(addmv); logistic mean(softplus(+-1 * addmv)); softmax cross_entropy(addmm) is
@@ -76,6 +79,55 @@ def test_an_mlp_with_a_narrow_first_layer_lays_both_weights_column_major() -> No
     start = {"W1": rng.standard_normal((8, 3)), "b1": np.zeros(3), "W2": rng.standard_normal((3, 2)), "b2": np.zeros(2)}
     params = make_engine("autograd", model).params(start)
     assert [k for k, p in params.items() if not p.is_contiguous()] == ["W1", "W2"]
+
+
+class _Watched:
+    """An engine's bound gradients that note, at every call, how many loss tensors they handed out are still alive."""
+
+    def __init__(self, bound: object) -> None:
+        self.bound, self.given, self.alive = bound, [], []
+
+    def loss_and_gradients(self) -> tuple[object, object]:
+        self.alive.append(sum(ref() is not None for ref in self.given))
+        value, grads = self.bound.loss_and_gradients()  # type: ignore[attr-defined]
+        self.given.append(weakref.ref(value))
+        return value, grads
+
+    def loss(self) -> object:
+        return self.bound.loss()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("record_every", [1, 100])
+def test_a_cpu_torch_run_keeps_no_tensor_per_step(record_every: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between checks the loop keeps each step's loss as a float and each recorded row in NumPy arrays: on the cpu a
+    tensor kept per step leaves small blocks among the step's temporaries, and glibc then returns and refetches
+    their memory every step. The losses and the history are the same as a run that checks every step."""
+    model = MODELS["logistic"]
+    data = model.random_data(np.random.default_rng(0))
+    engine = make_engine("autograd", model)
+    watched: list[_Watched] = []
+    bind = engine.bind
+    monkeypatch.setattr(engine, "bind", lambda *a: watched.append(_Watched(bind(*a))) or watched[-1])
+    run = train(engine, data, lr=0.1, iterations=20, record_every=record_every)
+    (w,) = watched
+    assert max(w.alive) <= 1, w.alive  # at most the last step's, still named while the next one runs: none kept
+    assert _Recorder(3, engine.params(model.init_params(data, seed=0))).on_host  # rows go into NumPy arrays
+    checked = train(make_engine("autograd", model), data, 0.1, 20, record_every=record_every, check_every=1)
+    assert np.array_equal(run.history.loss, checked.history.loss)
+    for k, v in checked.history.params.items():
+        assert np.array_equal(run.history.params[k], v), k
+
+
+def test_the_logistic_autograd_loss_leaves_float_labels_as_they_were() -> None:
+    """s = 1 - 2Y is formed in place in a copy of Y: float labels in the twin's own dtype are not overwritten."""
+    model = MODELS["logistic"]
+    data = model.random_data(np.random.default_rng(1))
+    engine = make_engine("autograd", model)
+    params = engine.params(model.init_params(data, seed=0))
+    Y = torch.as_tensor(data.Y, dtype=torch.float64)
+    before = Y.clone()
+    model.autograd.loss(params, engine.asarray(data.X), Y)
+    assert torch.equal(Y, before)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
