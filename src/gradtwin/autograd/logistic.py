@@ -31,7 +31,7 @@ def loss(params: Params, X: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor 
     Weighted::  L = sum_i v_i softplus(s_i * z_i) / sum_i v_i
     """
     z = tap("z", logits(params, X))  # (n,)
-    s = 1.0 - 2.0 * Y.to(z.dtype)  # (n,) +1 or -1, exact
+    s = Y.to(z.dtype, copy=True).mul_(-2.0).add_(1.0)  # (n,) 1 - 2Y: +1 or -1, exact, in one fresh buffer
     # F.softplus is one graph node. It returns t itself above its threshold; at t > 40 that is log(1 + e^t)
     # correctly rounded in float32 and float64 (e^-40 = 4e-18 is below half an ulp of 40), and at t <= 40
     # e^t cannot overflow: finite and accurate for any logit, 1e30 included. (The default threshold, 20,
