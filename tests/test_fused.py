@@ -20,7 +20,7 @@ from gradtwin.parity.rounding import tolerance
 from gradtwin.training import ManualEngine, train, update
 from gradtwin.training import fused as fused_module
 from gradtwin.training.engines import Engine
-from gradtwin.training.fused import MAX_ROWS, FusedLinear, FusedLogistic, FusedMLP, FusedSoftmax
+from gradtwin.training.fused import MAX_ROWS, WHOLE_ROWS, FusedLinear, FusedLogistic, FusedMLP, FusedSoftmax
 
 FUSED = ["logistic", "softmax", "mlp", "mlp-relu", "mlp-sigmoid"]
 KIND = {"logistic": FusedLogistic, "softmax": FusedSoftmax} | {name: FusedMLP for name in FUSED[2:]}
@@ -156,7 +156,8 @@ SIZES |= {"block+1": lambda r: r + 1, "2 blocks+37": lambda r: 2 * r + 37}
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize("size", list(SIZES))
 def test_fused_equals_the_readable_twin_around_the_real_block_size(name: str, dtype: str, size: str) -> None:
-    """The engine's own blocks: n below one block, exactly one, one row over, and a short last block."""
+    """The engine's own blocks: n below one block, exactly one, one row over (one block of all rows where they
+    are at most WHOLE_ROWS), and a short last block."""
     model, params, data = _problem(name, len(size), 2 * MAX_ROWS + 37, 3, 3, 5, 0.0, 0.0, weighted=True)
     rows = _fused(model, params, data, dtype).rows  # the block size this model's widths give
     assert 0 < rows <= MAX_ROWS
@@ -164,7 +165,9 @@ def test_fused_equals_the_readable_twin_around_the_real_block_size(name: str, dt
     weight = None if data.weight is None else data.weight[:n]
     data = Dataset(data.X[:n], data.Y[:n], name="drawn", weight=weight)
     fused = _fused(model, params, data, dtype)
-    assert fused.blocks == [(s, min(n, s + rows)) for s in range(0, n, rows)]
+    one = n <= WHOLE_ROWS and n <= 2 * rows  # all rows in twice a block's bytes: one block
+    expected = [(0, n)] if one else [(s, min(n, s + rows)) for s in range(0, n, rows)]
+    assert fused.blocks == expected
     assert not _mismatches(model, fused, params, data, dtype)
 
 

@@ -28,8 +28,16 @@ BLOCK_BYTES = 1 << 20  # at most 1 MiB of X per block: it stays in cache between
 MAX_ROWS = 8192
 
 
+# All rows are one block where they fit in twice a block's bytes and in no more rows than OpenBLAS keeps on one
+# thread: two blocks would make every per-block call twice and save no memory traffic (measured: the README).
+WHOLE_ROWS = 10_000
+
+
 def _block_rows(n: int, width: int, itemsize: int) -> int:
-    """Rows of a block holding at most BLOCK_BYTES of `width` values a row, and at most MAX_ROWS rows."""
+    """Rows of a block holding at most BLOCK_BYTES of `width` values a row, and at most MAX_ROWS rows; or all n
+    rows, where n <= WHOLE_ROWS and they hold at most 2 * BLOCK_BYTES."""
+    if n <= WHOLE_ROWS and n * width * itemsize <= 2 * BLOCK_BYTES:
+        return max(1, n)
     return max(1, min(n, MAX_ROWS, BLOCK_BYTES // max(1, width * itemsize)))
 
 
