@@ -118,6 +118,15 @@ def test_a_cpu_torch_run_keeps_no_tensor_per_step(record_every: int, monkeypatch
         assert np.array_equal(run.history.params[k], v), k
 
 
+def test_parameters_off_the_cpu_are_recorded_on_their_device() -> None:
+    """Off the cpu (the meta device stands in for an accelerator) rows are clones kept on the device: no host copy."""
+    params = {"w": torch.zeros(4, device="meta"), "b": torch.zeros((), device="meta")}
+    recorder = _Recorder(3, params)
+    recorder.record(0, params)
+    assert not recorder.on_host and not recorder.host
+    assert [v[0].device.type for v in recorder.device.values()] == ["meta", "meta"]
+
+
 def test_the_logistic_autograd_loss_leaves_float_labels_as_they_were() -> None:
     """s = 1 - 2Y is formed in place in a copy of Y: float labels in the twin's own dtype are not overwritten."""
     model = MODELS["logistic"]

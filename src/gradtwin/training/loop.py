@@ -272,9 +272,12 @@ class _Recorder:
         self.on_host = all(_in_host_memory(p) for p in params.values())
         self.iteration = np.zeros(rows, dtype=np.int64)
         self.loss = np.zeros(rows)
-        shapes = {k: ((rows, *p.shape), _host_dtype(p)) for k, p in params.items()}
-        self.host = {k: np.zeros(shape, dtype=dtype) for k, (shape, dtype) in shapes.items()} if self.on_host else {}
-        self.device: dict[str, list[torch.Tensor]] = {k: [] for k in params} if not self.on_host else {}
+        self.host: dict[str, np.ndarray] = {}
+        self.device: dict[str, list[torch.Tensor]] = {}
+        if self.on_host:
+            self.host = {k: np.zeros((rows, *p.shape), dtype=_host_dtype(p)) for k, p in params.items()}
+        else:
+            self.device = {k: [] for k in params}
         self.rows = 0
 
     def record(self, i: int, params: dict[str, Any]) -> int:
